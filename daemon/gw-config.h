@@ -1,0 +1,76 @@
+/* gw-config: smpgwd's configuration: every key, its default, parsing from INI and the command line */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A device listed in the configuration ([device NAME] sections). */
+struct gw_config_device {
+	char *name;
+	char *transport; /* "udp" or "serial" */
+	char *address;   /* udp: host:port; serial: device path */
+	unsigned baud;
+	char *labels;    /* comma-separated */
+};
+
+struct gw_config {
+	/* [daemon] */
+	char *state_dir;
+	char *log_level;       /* err, warning, notice, info, debug */
+	char *debug;           /* comma-separated modules logged at debug level, or "all" */
+	/* [http] */
+	char *listen;          /* host:port; loopback by default */
+	char *tls_cert;
+	char *tls_key;
+	uint64_t max_body;
+	unsigned max_connections;
+	unsigned request_timeout_ms;
+	/* [smp] */
+	unsigned timeout_ms;
+	unsigned upload_first_timeout_ms;
+	unsigned retries;
+	/* [ble] */
+	bool ble;
+	char *bluez_bus;       /* "system" or a D-Bus address */
+	unsigned ble_max_connections;
+	unsigned ble_idle_timeout_ms;
+	/* [serial] */
+	bool serial;
+	char *serial_match;    /* comma-separated globs of tty names/paths probed for SMP */
+	char *serial_usb_ids;  /* comma-separated vendor:product pairs */
+	unsigned serial_baud;
+	/* [poll] */
+	unsigned poll_interval_ms;
+	unsigned poll_jitter_pct;
+	bool poll_during_upload;
+	/* [device NAME] sections */
+	struct gw_config_device *devices;
+	size_t n_devices;
+};
+
+/* Describes one key for documentation and tests: section, key, default as text. */
+struct gw_config_key_info {
+	const char *section;
+	const char *key;
+	const char *default_value;
+	const char *help;
+};
+
+/* Fills *c with every default. */
+int gw_config_init(struct gw_config *c);
+void gw_config_clear(struct gw_config *c);
+
+/* Reads an INI file over the current values. Unknown keys and bad values
+ * produce a warning line each through warn() and keep the previous value.
+ * Returns 0, -ENOENT when the file does not exist, or -errno on I/O errors. */
+typedef void (*gw_config_warn_fn)(const char *msg, void *userdata);
+int gw_config_load(struct gw_config *c, const char *path, gw_config_warn_fn warn, void *userdata);
+
+/* Sets one key as if read from the file (command-line overrides). -EINVAL
+ * for an unknown key or a bad value, -ENOMEM. */
+int gw_config_set(struct gw_config *c, const char *section, const char *key, const char *value);
+
+/* The table of every key, for --help, the man page and the test that checks
+ * etc/smpgwd.conf documents them all. */
+const struct gw_config_key_info *gw_config_keys(size_t *ret_n);
