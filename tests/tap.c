@@ -10,7 +10,7 @@
 static unsigned tap_count;
 static unsigned tap_failed;
 
-static bool tap_vreport(bool cond, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static bool tap_vreport(bool cond, const char *fmt, va_list ap)
 {
 	tap_count++;
 	printf("%sok %u - ", cond ? "" : "not ", tap_count);
