@@ -306,8 +306,12 @@ static int smp_cbor_normalize(cbor_item_t **slot)
 		cbor_item_t *orig = inner;
 
 		r = smp_cbor_normalize(&inner);
-		if (r == 0 && inner != orig)
+		if (r == 0 && inner != orig) {
+			/* libcbor 0.8's cbor_tag_set_item() does not release the item
+			 * it replaces: drop the tag's reference to it here. */
 			cbor_tag_set_item(item, inner);
+			cbor_decref(&orig);
+		}
 		cbor_decref(&inner);
 		return r;
 	}
@@ -447,7 +451,8 @@ int smp_cbor_get_bool(const cbor_item_t *map, const char *key, bool *ret)
 
 	if (!v)
 		return -ENOENT;
-	if (!cbor_is_bool(v))
+	/* libcbor 0.8's cbor_is_bool() asserts on a float: check the width first. */
+	if (!cbor_isa_float_ctrl(v) || cbor_float_get_width(v) != CBOR_FLOAT_0 || !cbor_is_bool(v))
 		return -EBADMSG;
 	*ret = cbor_get_bool(v);
 	return 0;

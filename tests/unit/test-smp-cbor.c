@@ -59,6 +59,10 @@ static void test_chunked_strings(void)
 	is_int(load_hex("5f 6161 ff", 32, &it), -EBADMSG, "text chunk in byte string refused");
 	is_int(load_hex("5f 5f ff ff", 32, &it), -EBADMSG, "nested indefinite string refused");
 	is_int(load_hex("7f 01 ff", 32, &it), -EBADMSG, "int chunk in text refused");
+	/* A chunked string inside a tag is joined too (and the chunks released). */
+	is_int(load_hex("a1 6164 d818 5f 4101 4102 ff", 32, &it), 0, "tagged chunked bytes");
+	ok(cbor_isa_tag(smp_cbor_map_get(it, "d")), "tag kept");
+	cbor_decref(&it);
 	/* Empty chunked strings. */
 	is_int(load_hex("a1 6164 5f ff", 32, &it), 0, "empty chunked bytes");
 	ok(smp_cbor_get_bytes(it, "d", &p, &n) == 0 && n == 0, "zero length");
@@ -173,6 +177,15 @@ static void test_lookups(void)
 	is_int(smp_cbor_get_int(it, "big", &i), -ERANGE, "2^64-1 does not fit int64");
 	ok(smp_cbor_get_bool(it, "b", &bo) == 0 && bo, "bool");
 	is_int(smp_cbor_get_bool(it, "u", &bo), -EBADMSG, "int is not a bool");
+	cbor_decref(&it);
+	/* libcbor asserts when asked whether a float is a bool: must be refused first. */
+	is_int(load_hex("a3 6166 f93e00 6167 fa3fc00000 6168 f6", 32, &it), 0, "floats load");
+	is_int(smp_cbor_get_bool(it, "f", &bo), -EBADMSG, "half float is not a bool");
+	is_int(smp_cbor_get_bool(it, "g", &bo), -EBADMSG, "single float is not a bool");
+	is_int(smp_cbor_get_bool(it, "h", &bo), -EBADMSG, "null is not a bool");
+	cbor_decref(&it);
+	is_int(load_hex("a8 6175 05 616e 22 6162 f5 6174 626869 6178 41ff 617a 63610062 01 02"
+			"63626967 1bffffffffffffffff", 32, &it), 0, "lookup map reloads");
 	ok(smp_cbor_get_text(it, "t", &s) == 0 && strcmp(s, "hi") == 0, "text");
 	free(s);
 	s = NULL;
