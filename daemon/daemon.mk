@@ -1,11 +1,14 @@
 # daemon/: smpgwd.
 noinst_LIBRARIES += daemon/libgw.a
-daemon_libgw_a_SOURCES = daemon/gw-config.c daemon/gw-config.h
+daemon_libgw_a_SOURCES = daemon/gw-config.c daemon/gw-config.h daemon/gw-log.c daemon/gw-log.h
 daemon_libgw_a_CFLAGS = $(AM_CFLAGS) $(INIH_CFLAGS)
 GW_LIBS = daemon/libgw.a $(INIH_LIBS)
 EXTRA_DIST += etc/smpgwd.conf
 
-check_PROGRAMS += tests/daemon/test-gw-config
-TESTS += tests/daemon/test-gw-config
+DAEMON_UNIT_TESTS = tests/daemon/test-gw-config tests/daemon/test-gw-log
+check_PROGRAMS += $(DAEMON_UNIT_TESTS)
+TESTS += $(DAEMON_UNIT_TESTS)
+tests_daemon_test_gw_log_CFLAGS = $(TEST_CFLAGS)
+tests_daemon_test_gw_log_LDADD = tests/libtesthelp.a $(GW_LIBS) $(LIBSMP_LIBS)
 tests_daemon_test_gw_config_CFLAGS = $(TEST_CFLAGS) $(INIH_CFLAGS)
 tests_daemon_test_gw_config_LDADD = tests/libtesthelp.a $(GW_LIBS) $(LIBSMP_LIBS)
