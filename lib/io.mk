@@ -28,3 +28,23 @@ tests_unit_test_smp_serial_link_LDADD = $(TEST_LIBS)
 tests_unit_test_smp_ble_link_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_smp_ble_link_LDADD = tests/sim/libsimbluez.a $(TEST_LIBS)
 
+# --- the per-device client and the upload/download operations ---
+lib_libsmp_a_SOURCES += \
+	lib/smp-client.c lib/smp-client.h \
+	lib/smp-upload.c lib/smp-upload.h
+
+# Scripted SEQPACKET link and device shared by the client tests.
+check_LIBRARIES += tests/unit/libclienttest.a
+tests_unit_libclienttest_a_SOURCES = tests/unit/client-test.c tests/unit/client-test.h
+tests_unit_libclienttest_a_CFLAGS = $(TEST_CFLAGS)
+
+CLIENT_UNIT_TESTS = \
+	tests/unit/test-smp-client \
+	tests/unit/test-smp-upload
+check_PROGRAMS += $(CLIENT_UNIT_TESTS)
+TESTS += $(CLIENT_UNIT_TESTS)
+CLIENT_TEST_LIBS = tests/unit/libclienttest.a $(TEST_LIBS)
+tests_unit_test_smp_client_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_smp_client_LDADD = $(CLIENT_TEST_LIBS)
+tests_unit_test_smp_upload_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_smp_upload_LDADD = $(CLIENT_TEST_LIBS)
