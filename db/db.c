@@ -18,7 +18,7 @@ struct db {
 	unsigned long long writes;
 };
 
-static void db_errf(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void db_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
