@@ -19,7 +19,8 @@ uint8_t *smp_buf_reserve(struct smp_buf *b, size_t n)
 		b->err = -EMSGSIZE;
 		return NULL;
 	}
-	if (b->len + n > b->cap) {
+	/* Allocate even for n == 0: callers get a real pointer, never NULL + 0. */
+	if (b->len + n > b->cap || !b->data) {
 		size_t cap = b->cap ? b->cap : 64;
 		uint8_t *p;
 

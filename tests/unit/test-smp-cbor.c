@@ -63,6 +63,10 @@ static void test_chunked_strings(void)
 	is_int(load_hex("a1 6164 d818 5f 4101 4102 ff", 32, &it), 0, "tagged chunked bytes");
 	ok(cbor_isa_tag(smp_cbor_map_get(it, "d")), "tag kept");
 	cbor_decref(&it);
+	/* A chunked byte string of one empty chunk (found by fuzzing: NULL + 0). */
+	is_int(load_hex("5f 40 ff", 32, &it), 0, "one empty chunk");
+	ok(cbor_isa_bytestring(it) && cbor_bytestring_length(it) == 0, "joined to empty bytes");
+	cbor_decref(&it);
 	/* Empty chunked strings. */
 	is_int(load_hex("a1 6164 5f ff", 32, &it), 0, "empty chunked bytes");
 	ok(smp_cbor_get_bytes(it, "d", &p, &n) == 0 && n == 0, "zero length");
