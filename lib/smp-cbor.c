@@ -28,6 +28,7 @@ struct scan {
 	unsigned depth;     /* frames in use; stack[0] is the root */
 	unsigned max_depth;
 	uint64_t pending;   /* items a container just declared: checked against bytes left */
+	bool bad_text;      /* the item just seen is a definite text string that is not UTF-8 */
 	int err;
 };
 
@@ -105,10 +106,58 @@ static void scan_on_bstr(void *c, cbor_data d, size_t n)
 		scan_pop_done(c);
 }
 
+/* Strict UTF-8 (RFC 3629): no overlong forms, surrogates or values past U+10FFFF. */
+static bool utf8_valid(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = p[i];
+		size_t more;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			more = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			more = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			more = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (n - i - 1 < more)
+			return false;
+		for (size_t k = 1; k <= more; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if ((more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		i += 1 + more;
+	}
+	return true;
+}
+
 static void scan_on_tstr(void *c, cbor_data d, size_t n)
 {
-	if (scan_item(c, SCAN_TSTR_CHUNKS))
+	struct scan *s = c;
+	bool chunk = s->depth > 0 && s->stack[s->depth - 1].kind == SCAN_TSTR_CHUNKS;
+
+	if (scan_item(c, SCAN_TSTR_CHUNKS)) {
+		/* Chunks of an indefinite string stay as they are (libcbor refuses bad ones). */
+		if (!chunk && !utf8_valid(d, n))
+			s->bad_text = true;
 		scan_pop_done(c);
+	}
 }
 
 static void scan_on_bstr_start(void *c)
@@ -206,14 +255,18 @@ static const struct cbor_callbacks scan_callbacks = {
 	.indef_break = scan_on_break,
 };
 
-static int smp_cbor_scan(const uint8_t *data, size_t len, unsigned max_depth)
+/* Checks the item's shape. When patch is a copy of data, the head of every
+ * definite text string that is not UTF-8 is turned into a byte string head
+ * there; *ret_bad_text counts such strings. */
+static int smp_cbor_scan(const uint8_t *data, size_t len, unsigned max_depth, uint8_t *patch,
+			 size_t *ret_bad_text)
 {
 	struct scan s = {
 		.stack[0] = { .kind = SCAN_ROOT, .remaining = 1 },
 		.depth = 1,
 		.max_depth = MIN(max_depth, (unsigned)SMP_CBOR_MAX_DEPTH),
 	};
-	size_t off = 0;
+	size_t off = 0, bad_text = 0;
 
 	while (off < len) {
 		struct cbor_decoder_result r;
@@ -221,18 +274,28 @@ static int smp_cbor_scan(const uint8_t *data, size_t len, unsigned max_depth)
 		if (s.depth == 0)
 			return -EBADMSG; /* trailing bytes after the item */
 		s.pending = 0;
+		s.bad_text = false;
 		r = cbor_stream_decode(data + off, len - off, &scan_callbacks, &s);
 		if (r.status != CBOR_DECODER_FINISHED || r.read == 0)
 			return -EBADMSG;
 		if (s.err)
 			return s.err;
+		if (s.bad_text) {
+			bad_text++;
+			if (patch)
+				patch[off] ^= 0x20; /* major type 3 (text) -> 2 (bytes) */
+		}
 		off += r.read;
 		/* Every item takes at least one byte: a container cannot hold more
 		 * items than there are bytes left. */
 		if (s.pending > len - off)
 			return -EBADMSG;
 	}
-	return s.depth == 0 ? 0 : -EBADMSG;
+	if (s.depth != 0)
+		return -EBADMSG;
+	if (ret_bad_text)
+		*ret_bad_text = bad_text;
+	return 0;
 }
 
 /* ---- tree building and string normalisation -------------------------------- */
@@ -333,14 +396,28 @@ static int smp_cbor_normalize(cbor_item_t **slot)
 int smp_cbor_load(const uint8_t *data, size_t len, unsigned max_depth, cbor_item_t **ret)
 {
 	struct cbor_load_result res;
+	_cleanup_free_ uint8_t *copy = NULL;
 	cbor_item_t *item;
+	size_t bad_text;
 	int r;
 
 	if (!data || len == 0)
 		return -EBADMSG;
-	r = smp_cbor_scan(data, len, max_depth);
+	r = smp_cbor_scan(data, len, max_depth, NULL, &bad_text);
 	if (r < 0)
 		return r;
+	/* libcbor refuses text that is not UTF-8, but devices send raw shell
+	 * output as text: such strings are loaded as byte strings instead. */
+	if (bad_text > 0) {
+		copy = malloc(len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, data, len);
+		r = smp_cbor_scan(copy, len, max_depth, copy, NULL);
+		if (r < 0)
+			return r;
+		data = copy;
+	}
 	item = cbor_load(data, len, &res);
 	if (!item)
 		return res.error.code == CBOR_ERR_MEMERROR ? -ENOMEM : -EBADMSG;

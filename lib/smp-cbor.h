@@ -17,7 +17,9 @@
  * arrays at their declared size, so every declared size is first checked
  * against the bytes actually present (streaming pass), nesting deeper than
  * max_depth is refused, and only then is the tree built. Indefinite-length
- * strings are joined into definite ones so callers see one form.
+ * strings are joined into definite ones so callers see one form. A definite
+ * text string that is not valid UTF-8 (which libcbor would refuse) comes out
+ * as a byte string: devices send raw shell output as text.
  *
  * Returns 0 and a new reference in *ret (release with cbor_decref), -EBADMSG
  * for malformed, truncated, too deep or trailing bytes, -ENOMEM. */

@@ -63,6 +63,19 @@ static void test_chunked_strings(void)
 	is_int(load_hex("a1 6164 d818 5f 4101 4102 ff", 32, &it), 0, "tagged chunked bytes");
 	ok(cbor_isa_tag(smp_cbor_map_get(it, "d")), "tag kept");
 	cbor_decref(&it);
+	/* Text that is not UTF-8 comes out as bytes; overlong and surrogate forms too. */
+	is_int(load_hex("a2 616f 63 61ff62 6170 63 eda080", 32, &it), 0, "invalid UTF-8 text loads");
+	ok(smp_cbor_get_bytes(it, "o", &p, &n) == 0 && n == 3 && p[1] == 0xff, "as bytes");
+	ok(smp_cbor_get_bytes(it, "p", &p, &n) == 0 && n == 3, "surrogate as bytes");
+	cbor_decref(&it);
+	is_int(load_hex("a1 616f 62 c0af", 32, &it), 0, "overlong form loads");
+	is_int(smp_cbor_get_text(it, "o", &s), -EBADMSG, "overlong form is not text");
+	cbor_decref(&it);
+	is_int(load_hex("a1 616f 64 f0908080", 32, &it), 0, "valid 4-byte UTF-8");
+	ok(smp_cbor_get_text(it, "o", &s) == 0, "stays text");
+	free(s);
+	s = NULL;
+	cbor_decref(&it);
 	/* A chunked byte string of one empty chunk (found by fuzzing: NULL + 0). */
 	is_int(load_hex("5f 40 ff", 32, &it), 0, "one empty chunk");
 	ok(cbor_isa_bytestring(it) && cbor_bytestring_length(it) == 0, "joined to empty bytes");
