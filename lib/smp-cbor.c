@@ -508,6 +508,16 @@ int smp_cbor_item_text(const cbor_item_t *item, char **ret)
 	return 0;
 }
 
+int smp_cbor_item_bool(const cbor_item_t *item, bool *ret)
+{
+	/* libcbor 0.8's cbor_is_bool() asserts on a float: check the width first. */
+	if (!item || !cbor_isa_float_ctrl(item) || cbor_float_get_width(item) != CBOR_FLOAT_0 ||
+	    !cbor_is_bool(item))
+		return -EBADMSG;
+	*ret = cbor_get_bool(item);
+	return 0;
+}
+
 int smp_cbor_get_uint(const cbor_item_t *map, const char *key, uint64_t *ret)
 {
 	const cbor_item_t *v = smp_cbor_map_get(map, key);
@@ -526,13 +536,7 @@ int smp_cbor_get_bool(const cbor_item_t *map, const char *key, bool *ret)
 {
 	const cbor_item_t *v = smp_cbor_map_get(map, key);
 
-	if (!v)
-		return -ENOENT;
-	/* libcbor 0.8's cbor_is_bool() asserts on a float: check the width first. */
-	if (!cbor_isa_float_ctrl(v) || cbor_float_get_width(v) != CBOR_FLOAT_0 || !cbor_is_bool(v))
-		return -EBADMSG;
-	*ret = cbor_get_bool(v);
-	return 0;
+	return v ? smp_cbor_item_bool(v, ret) : -ENOENT;
 }
 
 int smp_cbor_get_text(const cbor_item_t *map, const char *key, char **ret)

@@ -49,6 +49,7 @@ int smp_cbor_get_bytes(const cbor_item_t *map, const char *key, const uint8_t **
 int smp_cbor_item_uint(const cbor_item_t *item, uint64_t *ret);
 int smp_cbor_item_int(const cbor_item_t *item, int64_t *ret);
 int smp_cbor_item_text(const cbor_item_t *item, char **ret);
+int smp_cbor_item_bool(const cbor_item_t *item, bool *ret);
 /* True when item is a text string equal to s. */
 bool smp_cbor_text_eq(const cbor_item_t *item, const char *s);
 
