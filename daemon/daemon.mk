@@ -1,7 +1,7 @@
 # daemon/: smpgwd.
 noinst_LIBRARIES += daemon/libgw.a
 daemon_libgw_a_SOURCES = daemon/gw-config.c daemon/gw-config.h daemon/gw-log.c daemon/gw-log.h \
-	daemon/gw-manager.h daemon/gw-registry.h daemon/gw-devices.h
+	daemon/gw-manager.c daemon/gw-manager.h daemon/gw-registry.h daemon/gw-devices.h
 daemon_libgw_a_CFLAGS = $(AM_CFLAGS) $(INIH_CFLAGS) $(SYSTEMD_CFLAGS) $(JANSSON_CFLAGS) $(SQLITE_CFLAGS) $(CBOR_CFLAGS)
 GW_LIBS = daemon/libgw.a $(DB_LIBS) $(INIH_LIBS) $(JANSSON_LIBS) $(SYSTEMD_LIBS)
 EXTRA_DIST += etc/smpgwd.conf
