@@ -107,6 +107,9 @@ void gw_registry_remove_listener(struct gw_registry *r, gw_registry_listener_fn 
 
 /* Writes pending batched changes (last_seen) now; called on shutdown. */
 int gw_registry_flush(struct gw_registry *r);
+/* How long batched changes (last_seen, rssi, reported) may wait before they
+ * are written; 5 s by default. For tests and benchmarks. */
+void gw_registry_set_flush_interval(struct gw_registry *r, uint64_t ms);
 
 const char *gw_transport_to_string(enum gw_transport t);
 int gw_transport_from_string(const char *s);

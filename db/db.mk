@@ -1,9 +1,10 @@
 # db/: the sqlite schema, migrations and data access. No SQL outside this folder.
 noinst_LIBRARIES += db/libdb.a
-db_libdb_a_SOURCES = db/db.c db/db.h db/db-migrations.h
+db_libdb_a_SOURCES = db/db.c db/db.h db/db-migrations.h db/db-devices.c db/db-devices.h
 nodist_db_libdb_a_SOURCES = db/migrations.c
 db_libdb_a_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS)
-DB_MIGRATIONS = db/migrations/0001-initial.sql db/migrations/0002-auto-updates.sql
+DB_MIGRATIONS = db/migrations/0001-initial.sql db/migrations/0002-auto-updates.sql \
+	db/migrations/0003-device-baud-pinned.sql
 EXTRA_DIST += db/schema.sql db/embed-migrations.sh $(DB_MIGRATIONS) tests/data/db/v1.sql
 CLEANFILES += db/migrations.c
 BUILT_SOURCES = db/migrations.c

@@ -13,7 +13,10 @@ CREATE TABLE devices (
 	reported TEXT NOT NULL DEFAULT '{}',  -- JSON: os/app info, params, image state, bootloader
 	reported_at INTEGER,
 	created_at INTEGER NOT NULL,
-	updated_at INTEGER NOT NULL
+	updated_at INTEGER NOT NULL,
+	baud INTEGER NOT NULL DEFAULT 0,      -- serial only; 0: the [serial] baud
+	name_pinned INTEGER NOT NULL DEFAULT 0,   -- name set by config or API: discovery keeps off
+	labels_pinned INTEGER NOT NULL DEFAULT 0  -- labels set by config or API: discovery keeps off
 );
 
 CREATE TABLE firmware (
