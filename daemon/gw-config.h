@@ -38,8 +38,10 @@ struct gw_config {
 	/* [serial] */
 	bool serial;
 	char *serial_match;    /* comma-separated globs of tty names/paths probed for SMP */
-	char *serial_usb_ids;  /* comma-separated vendor:product pairs */
+	char *serial_usb_ids;  /* comma-separated vendor:product[:serial glob] */
 	unsigned serial_baud;
+	char *serial_watch;    /* comma-separated globs of device paths watched outside udev */
+	unsigned serial_watch_interval_ms;
 	/* [poll] */
 	unsigned poll_interval_ms;
 	unsigned poll_jitter_pct;
