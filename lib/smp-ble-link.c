@@ -56,6 +56,7 @@ struct smp_ble_link {
 	enum ble_phase phase;
 	bool services_resolved;
 	sd_bus_slot *match_props;
+	sd_bus_slot *match_char_props;
 	sd_bus_slot *match_removed;
 	sd_bus_slot *match_owner;
 	sd_bus_slot *setup_call;
@@ -120,10 +121,13 @@ static void ble_stop_notify(struct smp_ble_link *l)
 					       "StopNotify", NULL, NULL, NULL);
 }
 
+static int ble_add_props_match(struct smp_ble_link *l, const char *path, sd_bus_slot **ret);
+
 static void ble_destroy(struct smp_ble_link *l)
 {
 	ble_release_io(l);
 	l->match_props = sd_bus_slot_unref(l->match_props);
+	l->match_char_props = sd_bus_slot_unref(l->match_char_props);
 	l->match_removed = sd_bus_slot_unref(l->match_removed);
 	l->match_owner = sd_bus_slot_unref(l->match_owner);
 	l->setup_call = sd_bus_slot_unref(l->setup_call);
@@ -483,6 +487,7 @@ static void ble_free(struct smp_transport *t)
 		l->dead = true;
 		l->phase = BLE_DOWN;
 		l->match_props = sd_bus_slot_unref(l->match_props);
+		l->match_char_props = sd_bus_slot_unref(l->match_char_props);
 		l->match_removed = sd_bus_slot_unref(l->match_removed);
 		l->match_owner = sd_bus_slot_unref(l->match_owner);
 		l->setup_call = sd_bus_slot_unref(l->setup_call);
@@ -772,6 +777,13 @@ static int ble_on_managed_objects(sd_bus_message *m, void *userdata, sd_bus_erro
 		goto out;
 	}
 	l->char_mtu = mtu >= SMP_BLE_ATT_MTU_MIN && mtu <= ATT_MTU_MAX ? mtu : 0;
+	/* Value notifications of the fallback path come from the characteristic:
+	 * a match on its exact path (see ble_add_props_match). */
+	l->match_char_props = sd_bus_slot_unref(l->match_char_props);
+	if (ble_add_props_match(l, l->char_path, &l->match_char_props) < 0) {
+		ble_fail(l, -ENOMEM);
+		goto out;
+	}
 	if (l->no_acquire)
 		ble_step_start_notify(l);
 	else
@@ -1035,6 +1047,21 @@ static int ble_on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_e
 	return 0;
 }
 
+/* PropertiesChanged of exactly one object. Exact paths, not path_namespace:
+ * dbus-daemon 1.14 (Debian 12) ignores the path when it compares
+ * path_namespace rules in RemoveMatch, so one link closing could remove
+ * another link's rule and leave it deaf to Connected/ServicesResolved. */
+static int ble_add_props_match(struct smp_ble_link *l, const char *path, sd_bus_slot **ret)
+{
+	char match[512];
+
+	snprintf(match, sizeof(match),
+		 "type='signal',sender='" BLUEZ "',interface='" PROPS_IFACE "',"
+		 "member='PropertiesChanged',path='%s'",
+		 path);
+	return sd_bus_add_match_async(l->bus, ret, match, ble_on_properties_changed, NULL, l);
+}
+
 static int ble_on_interfaces_removed(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct smp_ble_link *l = userdata;
@@ -1147,11 +1174,7 @@ int smp_ble_link_new(sd_event *e, sd_bus *bus, const char *device_path,
 
 	/* The matches are installed before any call is sent: the bus handles our
 	 * messages in order, so no signal between a reply and the match is lost. */
-	snprintf(match, sizeof(match),
-		 "type='signal',sender='" BLUEZ "',interface='" PROPS_IFACE "',"
-		 "member='PropertiesChanged',path_namespace='%s'",
-		 device_path);
-	r = sd_bus_add_match_async(bus, &l->match_props, match, ble_on_properties_changed, NULL, l);
+	r = ble_add_props_match(l, device_path, &l->match_props);
 	if (r < 0)
 		goto fail;
 	r = sd_bus_match_signal_async(bus, &l->match_removed, BLUEZ, "/", OM_IFACE,
