@@ -6,6 +6,11 @@ daemon_libgw_a_CFLAGS = $(AM_CFLAGS) $(INIH_CFLAGS) $(SYSTEMD_CFLAGS) $(JANSSON_
 GW_LIBS = daemon/libgw.a $(DB_LIBS) $(INIH_LIBS) $(JANSSON_LIBS) $(SYSTEMD_LIBS)
 EXTRA_DIST += etc/smpgwd.conf
 
+sbin_PROGRAMS += smpgwd
+smpgwd_SOURCES = daemon/smpgwd.c
+smpgwd_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS) $(JANSSON_CFLAGS)
+smpgwd_LDADD = $(GW_LIBS) $(LIBSMP_LIBS)
+
 DAEMON_UNIT_TESTS = tests/daemon/test-gw-config tests/daemon/test-gw-log
 check_PROGRAMS += $(DAEMON_UNIT_TESTS)
 TESTS += $(DAEMON_UNIT_TESTS)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -28,8 +29,34 @@ struct gw_manager {
 	struct gw_bluez *bluez;       /* BLE discovery */
 	struct gw_uart *uart;         /* tty discovery and probing */
 	struct gw_poller *poller;     /* background refresh of what dashboards read */
+	sd_event_source *status_timer;
 	bool stopping;
 };
 
+/* Command-line overrides, applied over the file (NULL: keep). */
+struct gw_manager_overrides {
+	const char *state_dir;
+	const char *listen;
+	const char *log_level;
+	const char *debug;
+};
+
+/* Reads the configuration (path NULL: the default /etc/smpgw/smpgwd.conf, a
+ * missing default file is fine, a missing explicit one is an error) and
+ * creates the loop. Returns 0 or -errno (logged). */
+int gw_manager_new(const char *config_path, const struct gw_manager_overrides *o,
+		   struct gw_manager **ret);
+struct gw_manager *gw_manager_free(struct gw_manager *m);
+
+/* Opens the database and starts every module; sends READY=1 once the
+ * registry, links and listeners are live. */
+int gw_manager_start(struct gw_manager *m);
+/* Runs the loop until SIGTERM/SIGINT; returns the exit code. */
+int gw_manager_run(struct gw_manager *m);
+/* Reads the configuration again (SIGHUP). */
+int gw_manager_reload(struct gw_manager *m);
+
 /* Milliseconds since the epoch (CLOCK_REALTIME), as stored in the database. */
 uint64_t gw_now_ms(void);
+
+#define GW_DEFAULT_CONFIG "/etc/smpgw/smpgwd.conf"
