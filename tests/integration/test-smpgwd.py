@@ -42,11 +42,23 @@ def diag(msg):
         print(f"# {line}", flush=True)
 
 
+_pending = {}
+
+
 def wait_line(proc, prefix, timeout):
-    """Reads proc's stdout until a line starting with prefix; returns it or None."""
+    """Reads proc's stdout until a line starting with prefix; returns it or None.
+    Lines read past the one returned are kept for the next call."""
     end = time.monotonic() + timeout
-    buf = b""
-    while time.monotonic() < end:
+    buf = _pending.get(proc, b"")
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            if text.startswith(prefix):
+                _pending[proc] = buf
+                return text
+        if time.monotonic() >= end:
+            break
         r, _, _ = select.select([proc.stdout], [], [], max(0, end - time.monotonic()))
         if not r:
             break
@@ -54,11 +66,7 @@ def wait_line(proc, prefix, timeout):
         if not chunk:
             break
         buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            text = line.decode(errors="replace")
-            if text.startswith(prefix):
-                return text
+    _pending[proc] = buf
     return None
 
 
@@ -110,10 +118,13 @@ def main():
             procs.append(p)
             return p
 
-        udp = sim("--udp", "127.0.0.1:0", "--name-prefix", "udp-", "--drop-rate", "0.05")
+        udp = sim("--udp", "127.0.0.1:0", "--count", "2", "--name-prefix", "udp-",
+                  "--drop-rate", "0.05")
         line = wait_line(udp, "READY udp", 10)
-        ok(line, "UDP simulator ready")
+        line2 = wait_line(udp, "READY udp", 10)
+        ok(line and line2, "UDP simulator ready with two devices")
         udp_addr = line.split()[2] if line else "127.0.0.1:1"
+        udp_addr2 = line2.split()[2] if line2 else "127.0.0.1:2"
         link = os.path.join(tmp, "tty-sim0")
         ser = sim("--serial", "--pty-link", link, "--name-prefix", "ser-")
         ok(wait_line(ser, "READY serial", 10), "serial simulator ready")
@@ -191,6 +202,14 @@ labels = lab,udp
         ble_dev = next((v for k, v in d.items() if v["transport"] == "ble"), None)
         ok(ble_dev and ble_dev["name"].startswith("ble-"), "the BLE device is named by BlueZ")
         ok(udp_dev and "image_state" in udp_dev["reported"], "image state polled over lossy UDP")
+
+        # SIGHUP: a device added to the configuration is registered without a restart.
+        with open(conf, "a") as f:
+            f.write(f"[device hup-udp]\ntransport = udp\naddress = {udp_addr2}\n")
+        gwd.send_signal(signal.SIGHUP)
+        ok(wait_for(lambda: (devices(db_path).get(f"udp:{udp_addr2}") or {}).get("online"), 15),
+           "SIGHUP reloads the configuration: the new [device] is registered and polled")
+        ok(gwd.poll() is None, "the daemon keeps running after SIGHUP")
 
         # Hotplug: the PTY goes away (simulator stops) -> offline; comes back -> online.
         ser.send_signal(signal.SIGTERM)
