@@ -11,6 +11,7 @@
 #include "daemon/gw-manager.h"
 #include "daemon/gw-registry.h"
 #include "db/db-devices.h"
+#include "lib/smp-cbor.h"
 
 /* Ids: at most this many characters (URL path segments, log lines). */
 #define GW_ID_MAX 63
@@ -91,7 +92,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct gw_registry_entry *, gw_registry_entry_free);
  * UTF-8 (jansson refuses anything else), no control characters, bounded. */
 static bool gw_registry_text_valid(const char *s, size_t max)
 {
-	const unsigned char *p = (const unsigned char *)s;
 	size_t len;
 
 	if (!s)
@@ -99,41 +99,10 @@ static bool gw_registry_text_valid(const char *s, size_t max)
 	len = strlen(s);
 	if (len > max)
 		return false;
-	for (size_t i = 0; i < len;) {
-		unsigned c = p[i], need, cp;
-
-		if (c < 0x20 || c == 0x7f)
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (len - i <= need)
-			return false;
-		for (unsigned k = 1; k <= need; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		/* Overlong forms, UTF-16 surrogates, beyond U+10FFFF. */
-		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += need + 1;
-	}
-	return true;
+	return smp_utf8_valid((const uint8_t *)s, len);
 }
 
 static bool gw_registry_label_valid(const char *s)

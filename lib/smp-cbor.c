@@ -106,8 +106,7 @@ static void scan_on_bstr(void *c, cbor_data d, size_t n)
 		scan_pop_done(c);
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, surrogates or values past U+10FFFF. */
-static bool utf8_valid(const uint8_t *p, size_t n)
+bool smp_utf8_valid(const uint8_t *p, size_t n)
 {
 	size_t i = 0;
 
@@ -154,7 +153,7 @@ static void scan_on_tstr(void *c, cbor_data d, size_t n)
 
 	if (scan_item(c, SCAN_TSTR_CHUNKS)) {
 		/* Chunks of an indefinite string stay as they are (libcbor refuses bad ones). */
-		if (!chunk && !utf8_valid(d, n))
+		if (!chunk && !smp_utf8_valid(d, n))
 			s->bad_text = true;
 		scan_pop_done(c);
 	}

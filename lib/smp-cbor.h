@@ -50,6 +50,9 @@ int smp_cbor_item_uint(const cbor_item_t *item, uint64_t *ret);
 int smp_cbor_item_int(const cbor_item_t *item, int64_t *ret);
 int smp_cbor_item_text(const cbor_item_t *item, char **ret);
 int smp_cbor_item_bool(const cbor_item_t *item, bool *ret);
+/* Strict UTF-8 (RFC 3629, the rule libcbor and jansson apply): no overlong
+ * forms, surrogates or values past U+10FFFF. */
+bool smp_utf8_valid(const uint8_t *p, size_t n);
 /* True when item is a text string equal to s. */
 bool smp_cbor_text_eq(const cbor_item_t *item, const char *s);
 

@@ -25,48 +25,9 @@ static bool key_eq(const char *key, size_t len, const char *name)
 
 /* ---- CBOR -> JSON ---------------------------------------------------------------- */
 
-/* RFC 3629 UTF-8, the rule jansson applies. jansson checks it too, but its
- * NULL answer does not tell invalid text from a failed allocation, and the
- * two must map differently ("$text" vs -ENOMEM). */
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = s[i];
-		uint32_t cp;
-		size_t len;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		i += len;
-	}
-	return true;
-}
+/* UTF-8 is checked before jansson sees a string (smp_utf8_valid): jansson
+ * checks it too, but its NULL answer does not tell invalid text from a failed
+ * allocation, and the two must map differently ("$text" vs -ENOMEM). */
 
 /* A byte or text string's bytes: borrowed from the item when it is definite,
  * joined into tmp when it is chunked (smp_cbor_load never leaves chunked
@@ -185,7 +146,7 @@ static int string_to_json(const cbor_item_t *item, json_t **ret)
 		goto out;
 	if (cbor_isa_bytestring(item))
 		r = tagged("$bytes", base64_string(p, n), &j);
-	else if (!utf8_valid(p, n))
+	else if (!smp_utf8_valid(p, n))
 		r = tagged("$text", base64_string(p, n), &j);
 	else if (!(j = json_stringn_nocheck((const char *)p, n)))
 		r = -ENOMEM;
@@ -240,7 +201,7 @@ static int plain_key(const cbor_item_t *key, struct smp_buf *tmp, const uint8_t 
 	r = string_bytes(key, tmp, &p, &n);
 	if (r < 0)
 		return r;
-	if ((n > 0 && p[0] == '$') || !utf8_valid(p, n))
+	if ((n > 0 && p[0] == '$') || !smp_utf8_valid(p, n))
 		return 0;
 	*ret = p;
 	*ret_len = n;
