@@ -14,6 +14,12 @@ struct gw_devices;
 struct gw_bluez;
 struct gw_uart;
 struct gw_poller;
+struct gw_events;
+struct gw_tokens;
+struct gw_firmware;
+struct gw_metrics;
+struct gw_rollouts;
+struct api_http;
 
 /* One per process. Modules receive the manager and reach their siblings
  * through it; nothing else is global (except logging, see gw-log.h). Every
@@ -29,6 +35,12 @@ struct gw_manager {
 	struct gw_bluez *bluez;       /* BLE discovery */
 	struct gw_uart *uart;         /* tty discovery and probing */
 	struct gw_poller *poller;     /* background refresh of what dashboards read */
+	struct gw_events *events;     /* the event stream (SSE) */
+	struct gw_tokens *tokens;     /* API bearer tokens */
+	struct gw_firmware *firmware; /* the firmware store */
+	struct gw_metrics *metrics;   /* gateway counters for /metrics */
+	struct gw_rollouts *rollouts; /* the rollout engine and its job queue */
+	struct api_http *http;        /* the REST API server */
 	sd_event_source *status_timer;
 	bool stopping;
 };

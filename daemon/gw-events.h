@@ -1,0 +1,55 @@
+/* gw-events: the daemon's event stream: what happened (devices, images, jobs, rollouts), kept for resume */
+#pragma once
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct gw_manager;
+struct gw_events;
+struct gw_events_sub;
+
+/* One event. Ids grow strictly within a process and across restarts (the
+ * first id of a run is above every id of earlier runs: seeded from the
+ * realtime clock in microseconds), so a Last-Event-ID from before a restart
+ * is simply older than everything retained. */
+struct gw_event {
+	uint64_t id;
+	uint64_t at_ms;
+	const char *type;      /* "device.added", "device.removed", "device.online",
+				* "device.offline", "device.changed", "image.state",
+				* "job.state", "job.progress", "rollout.state",
+				* "rollout.progress" */
+	const char *device_id; /* NULL when not about one device */
+	int64_t rollout_id;    /* 0 when not about a rollout */
+	json_t *data;          /* an object: the event's body for clients */
+};
+
+/* Keeps the last `capacity` events (0: 4096) for replay. Listens to the
+ * registry (m->registry, required) and publishes device.added/removed/
+ * online/offline/changed and image.state (a changed "image_state" section:
+ * data {"device": id, "images": [...]}) itself. Returns 0 or -errno. */
+int gw_events_new(struct gw_manager *m, size_t capacity, struct gw_events **ret);
+/* Subscribers must be gone (NULL-safe; returns NULL). */
+struct gw_events *gw_events_free(struct gw_events *ev);
+
+/* Publishes an event: data is stolen (NULL: an empty object); "device" and
+ * "rollout" members are added to data when device_id / rollout_id are set.
+ * Subscribers run synchronously, in subscription order. Returns the id, or 0
+ * on allocation failure (the event is dropped and counted). */
+uint64_t gw_events_publish(struct gw_events *ev, const char *type, const char *device_id,
+			   int64_t rollout_id, json_t *data);
+
+typedef void (*gw_events_fn)(struct gw_events *ev, const struct gw_event *e, void *userdata);
+/* Adds a subscriber; it may unsubscribe itself (or others) from fn. Returns 0 or -ENOMEM. */
+int gw_events_subscribe(struct gw_events *ev, gw_events_fn fn, void *userdata,
+			struct gw_events_sub **ret);
+void gw_events_unsubscribe(struct gw_events *ev, struct gw_events_sub *s);
+
+/* Calls fn for each retained event with id > after, oldest first. Returns the
+ * number replayed, or -ESTALE when after is older than the oldest retained
+ * event and events in between were dropped (all retained ones are still
+ * replayed first: the client learns it missed some). after 0 replays nothing. */
+int gw_events_replay(struct gw_events *ev, uint64_t after, gw_events_fn fn, void *userdata);
+
+/* The id the last published event got (0 when none yet). */
+uint64_t gw_events_last_id(struct gw_events *ev);
