@@ -46,19 +46,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct smp_enum_list *, smp_enum_list_free);
 int smp_enum_list_parse(const struct smp_response *rsp, struct smp_enum_list **ret)
 {
 	_cleanup_(smp_enum_list_freep) struct smp_enum_list *l = NULL;
-	const cbor_item_t *root, *groups;
 	cbor_item_t **items;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_array(rsp, "groups", NULL, &items, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_array(root, "groups", &groups);
-	if (r < 0)
-		return r;
-	n = cbor_array_size(groups);
-	items = cbor_array_handle(groups);
 
 	l = calloc(1, sizeof(*l));
 	if (!l)
@@ -170,19 +164,13 @@ static int group_details_parse(const cbor_item_t *m, struct smp_enum_group_detai
 int smp_enum_details_parse(const struct smp_response *rsp, struct smp_enum_details **ret)
 {
 	_cleanup_(smp_enum_details_freep) struct smp_enum_details *d = NULL;
-	const cbor_item_t *root, *groups;
 	cbor_item_t **items;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_array(rsp, "groups", NULL, &items, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_array(root, "groups", &groups);
-	if (r < 0)
-		return r;
-	n = cbor_array_size(groups);
-	items = cbor_array_handle(groups);
 
 	d = calloc(1, sizeof(*d));
 	if (!d)

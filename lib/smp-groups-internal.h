@@ -32,6 +32,10 @@ int smp_groups_req_bytes(const cbor_item_t *map, const char *key, uint8_t **ret,
 /* Containers are borrowed from the map. */
 int smp_groups_req_array(const cbor_item_t *map, const char *key, const cbor_item_t **ret);
 int smp_groups_req_map(const cbor_item_t *map, const char *key, const cbor_item_t **ret);
+/* The response's map (ret_root, may be NULL) and the items and count of the
+ * array it must hold under key: what every list-shaped answer starts with. */
+int smp_groups_root_array(const struct smp_response *rsp, const char *key,
+			  const cbor_item_t **ret_root, cbor_item_t ***ret_items, size_t *ret_n);
 
 /* Item conversions with the same range rules. */
 int smp_groups_item_uint(const cbor_item_t *item, uint64_t max, uint64_t *ret);

@@ -130,6 +130,25 @@ int smp_groups_req_array(const cbor_item_t *map, const char *key, const cbor_ite
 	return 0;
 }
 
+int smp_groups_root_array(const struct smp_response *rsp, const char *key,
+			  const cbor_item_t **ret_root, cbor_item_t ***ret_items, size_t *ret_n)
+{
+	const cbor_item_t *root, *array;
+	int r;
+
+	r = smp_groups_root(rsp, &root);
+	if (r < 0)
+		return r;
+	r = smp_groups_req_array(root, key, &array);
+	if (r < 0)
+		return r;
+	if (ret_root)
+		*ret_root = root;
+	*ret_items = cbor_array_handle(array);
+	*ret_n = cbor_array_size(array);
+	return 0;
+}
+
 int smp_groups_req_map(const cbor_item_t *map, const char *key, const cbor_item_t **ret)
 {
 	const cbor_item_t *v = smp_cbor_map_get(map, key);

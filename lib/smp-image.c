@@ -97,19 +97,14 @@ static int slot_state_parse(const cbor_item_t *m, struct smp_image_slot_state *e
 int smp_image_state_parse(const struct smp_response *rsp, struct smp_image_state **ret)
 {
 	_cleanup_(smp_image_state_freep) struct smp_image_state *s = NULL;
-	const cbor_item_t *root, *images;
+	const cbor_item_t *root;
 	cbor_item_t **items;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_array(rsp, "images", &root, &items, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_array(root, "images", &images);
-	if (r < 0)
-		return r;
-	n = cbor_array_size(images);
-	items = cbor_array_handle(images);
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -381,19 +376,13 @@ static int slot_info_image_parse(const cbor_item_t *m, struct smp_image_slot_inf
 int smp_image_slot_info_parse(const struct smp_response *rsp, struct smp_image_slot_info **ret)
 {
 	_cleanup_(smp_image_slot_info_freep) struct smp_image_slot_info *s = NULL;
-	const cbor_item_t *root, *images;
 	cbor_item_t **items;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_array(rsp, "images", NULL, &items, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_array(root, "images", &images);
-	if (r < 0)
-		return r;
-	n = cbor_array_size(images);
-	items = cbor_array_handle(images);
 
 	s = calloc(1, sizeof(*s));
 	if (!s)

@@ -97,19 +97,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct smp_stat_list *, smp_stat_list_free);
 int smp_stat_list_parse(const struct smp_response *rsp, struct smp_stat_list **ret)
 {
 	_cleanup_(smp_stat_list_freep) struct smp_stat_list *l = NULL;
-	const cbor_item_t *root, *list;
 	cbor_item_t **items;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_array(rsp, "stat_list", NULL, &items, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_array(root, "stat_list", &list);
-	if (r < 0)
-		return r;
-	n = cbor_array_size(list);
-	items = cbor_array_handle(list);
 
 	l = calloc(1, sizeof(*l));
 	if (!l)
