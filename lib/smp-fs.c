@@ -265,19 +265,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct smp_fs_types *, smp_fs_types_free);
 int smp_fs_types_parse(const struct smp_response *rsp, struct smp_fs_types **ret)
 {
 	_cleanup_(smp_fs_types_freep) struct smp_fs_types *t = NULL;
-	const cbor_item_t *root, *types;
 	struct cbor_pair *p;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_map(rsp, "types", NULL, &p, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_map(root, "types", &types);
-	if (r < 0)
-		return r;
-	n = cbor_map_size(types);
-	p = cbor_map_handle(types);
 
 	t = calloc(1, sizeof(*t));
 	if (!t)

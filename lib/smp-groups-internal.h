@@ -36,6 +36,9 @@ int smp_groups_req_map(const cbor_item_t *map, const char *key, const cbor_item_
  * array it must hold under key: what every list-shaped answer starts with. */
 int smp_groups_root_array(const struct smp_response *rsp, const char *key,
 			  const cbor_item_t **ret_root, cbor_item_t ***ret_items, size_t *ret_n);
+/* The same for a map under key: its pairs and count. */
+int smp_groups_root_map(const struct smp_response *rsp, const char *key,
+			const cbor_item_t **ret_root, struct cbor_pair **ret_pairs, size_t *ret_n);
 
 /* Item conversions with the same range rules. */
 int smp_groups_item_uint(const cbor_item_t *item, uint64_t max, uint64_t *ret);

@@ -149,6 +149,25 @@ int smp_groups_root_array(const struct smp_response *rsp, const char *key,
 	return 0;
 }
 
+int smp_groups_root_map(const struct smp_response *rsp, const char *key,
+			const cbor_item_t **ret_root, struct cbor_pair **ret_pairs, size_t *ret_n)
+{
+	const cbor_item_t *root, *map;
+	int r;
+
+	r = smp_groups_root(rsp, &root);
+	if (r < 0)
+		return r;
+	r = smp_groups_req_map(root, key, &map);
+	if (r < 0)
+		return r;
+	if (ret_root)
+		*ret_root = root;
+	*ret_pairs = cbor_map_handle(map);
+	*ret_n = cbor_map_size(map);
+	return 0;
+}
+
 int smp_groups_req_map(const cbor_item_t *map, const char *key, const cbor_item_t **ret)
 {
 	const cbor_item_t *v = smp_cbor_map_get(map, key);

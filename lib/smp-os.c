@@ -126,19 +126,13 @@ static int task_parse(const cbor_item_t *m, struct smp_os_task *t)
 int smp_os_taskstat_parse(const struct smp_response *rsp, struct smp_os_taskstat **ret)
 {
 	_cleanup_(smp_os_taskstat_freep) struct smp_os_taskstat *t = NULL;
-	const cbor_item_t *root, *tasks;
 	struct cbor_pair *p;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_map(rsp, "tasks", NULL, &p, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_map(root, "tasks", &tasks);
-	if (r < 0)
-		return r;
-	n = cbor_map_size(tasks);
-	p = cbor_map_handle(tasks);
 
 	t = calloc(1, sizeof(*t));
 	if (!t)

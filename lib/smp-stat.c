@@ -39,19 +39,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct smp_stat_group *, smp_stat_group_free);
 int smp_stat_show_parse(const struct smp_response *rsp, struct smp_stat_group **ret)
 {
 	_cleanup_(smp_stat_group_freep) struct smp_stat_group *g = NULL;
-	const cbor_item_t *root, *fields;
+	const cbor_item_t *root;
 	struct cbor_pair *p;
 	size_t n;
 	int r;
 
-	r = smp_groups_root(rsp, &root);
+	r = smp_groups_root_map(rsp, "fields", &root, &p, &n);
 	if (r < 0)
 		return r;
-	r = smp_groups_req_map(root, "fields", &fields);
-	if (r < 0)
-		return r;
-	n = cbor_map_size(fields);
-	p = cbor_map_handle(fields);
 
 	g = calloc(1, sizeof(*g));
 	if (!g)
