@@ -51,8 +51,10 @@ struct api_http *api_http_free(struct api_http *h);
 
 /* Binds (or adopts the socket-activated fd) and starts serving. Event
  * sources: "api-http-epoll" (MHD's epoll fd) and "api-http-timer" (MHD's
- * timeout), plus one "api-http-hangup" IO source per suspended connection
- * (to notice a client that goes away while its handler waits).
+ * timeout), "api-http-kick" (a defer that runs MHD after a connection was
+ * resumed from outside it), plus one "api-http-hangup" IO source per
+ * suspended connection (to notice a client that goes away while its
+ * handler waits) and one "api-http-deadline" timer per waiting handler.
  * Returns 0, -EADDRINUSE, -EACCES, or another -errno from bind/listen. */
 int api_http_start(struct api_http *h);
 /* The bound TCP port (after start), for tests that listen on port 0. */
@@ -98,7 +100,9 @@ typedef void (*api_http_route_fn)(const struct api_route *r, void *userdata);
 void api_http_foreach_route(struct api_http *h, api_http_route_fn fn, void *userdata);
 
 /* HTTP counters, for /metrics: requests by route pattern (or "unmatched")
- * and status, and the sum of their durations. */
+ * and status, and the sum of their durations. Methods other than the five
+ * routable ones count as "OTHER"; a request whose client went away before
+ * any reply counts with status 499. */
 typedef void (*api_http_stat_fn)(const char *method, const char *pattern, unsigned status,
 				 uint64_t count, uint64_t duration_us_sum, void *userdata);
 void api_http_foreach_stat(struct api_http *h, api_http_stat_fn fn, void *userdata);
@@ -137,7 +141,9 @@ void api_req_on_abort(struct api_req *q, api_abort_fn fn, void *userdata);
 
 /* --- replies (each ends the handler's hold on q) --- */
 
-/* Adds a header to the coming reply (copied). */
+/* Adds a header to the coming reply (copied). Every reply carries
+ * "Cache-Control: no-store" unless the handler adds its own Cache-Control.
+ * -EINVAL for a name or value holding CR or LF (or a name holding ':'). */
 int api_req_add_header(struct api_req *q, const char *name, const char *value);
 /* Replies with a JSON body (stolen; NULL: no body). */
 void api_reply_json(struct api_req *q, unsigned status, json_t *body);

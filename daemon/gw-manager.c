@@ -8,13 +8,21 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "api/api-http.h"
+#include "api/api.h"
+#include "daemon/gw-autoupdate.h"
 #include "daemon/gw-bluez.h"
 #include "daemon/gw-devices.h"
+#include "daemon/gw-events.h"
+#include "daemon/gw-firmware.h"
 #include "daemon/gw-log.h"
 #include "daemon/gw-manager.h"
+#include "daemon/gw-metrics.h"
 #include "daemon/gw-poller.h"
 #include "daemon/gw-registry.h"
+#include "daemon/gw-rollouts.h"
 #include "daemon/gw-static.h"
+#include "daemon/gw-tokens.h"
 #include "daemon/gw-uart.h"
 #include "db/db.h"
 
@@ -26,6 +34,11 @@ uint64_t gw_now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int gw_manager_schema_version(struct gw_manager *m)
+{
+	return m && m->db ? db_schema_version(m->db) : 0;
 }
 
 static void manager_on_config_warning(const char *msg, void *userdata)
@@ -94,6 +107,119 @@ static int manager_read_config(const char *path, bool explicit_path,
 	return 0;
 }
 
+/* --- shutdown: stop hooks and the bound --- */
+
+#define GW_STOP_POLL_USEC (100ULL * 1000)
+
+struct gw_stop_hook {
+	int (*busy)(void *userdata);
+	void *userdata;
+};
+
+int gw_manager_add_stop_hook(struct gw_manager *m, int (*busy)(void *userdata), void *userdata)
+{
+	struct gw_stop_hook *h;
+
+	h = reallocarray(m->stop_hooks, m->n_stop_hooks + 1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	m->stop_hooks = h;
+	m->stop_hooks[m->n_stop_hooks++] = (struct gw_stop_hook){ busy, userdata };
+	return 0;
+}
+
+void gw_manager_remove_stop_hook(struct gw_manager *m, int (*busy)(void *userdata),
+				 void *userdata)
+{
+	for (size_t i = 0; i < m->n_stop_hooks; i++) {
+		if (m->stop_hooks[i].busy != busy || m->stop_hooks[i].userdata != userdata)
+			continue;
+		memmove(m->stop_hooks + i, m->stop_hooks + i + 1,
+			(m->n_stop_hooks - i - 1) * sizeof(*m->stop_hooks));
+		/* Managers built by hand in tests are never freed: leave nothing. */
+		if (--m->n_stop_hooks == 0)
+			m->stop_hooks = (free(m->stop_hooks), NULL);
+		return;
+	}
+}
+
+/* What every module still has in flight. */
+static unsigned manager_busy(struct gw_manager *m)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < m->n_stop_hooks; i++) {
+		int r = m->stop_hooks[i].busy(m->stop_hooks[i].userdata);
+
+		if (r < 0)
+			gw_log_errno(LOG_WARNING, r, "core",
+				     "shutdown: a module cannot tell its work in flight, not waiting "
+				     "for it: %m");
+		else
+			n += (unsigned)r;
+	}
+	return n;
+}
+
+static uint64_t manager_now_usec(struct gw_manager *m)
+{
+	uint64_t now = 0;
+
+	(void)sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+	return now;
+}
+
+static int manager_on_stop_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct gw_manager *m = userdata;
+	uint64_t waited_ms = (manager_now_usec(m) - m->stop_started_usec) / 1000;
+	unsigned n = manager_busy(m);
+
+	if (n == 0) {
+		gw_info("core", "shutdown: the work in flight is done after %llu ms",
+			(unsigned long long)waited_ms);
+		return sd_event_exit(m->event, 0);
+	}
+	if (waited_ms >= m->config.shutdown_timeout_ms) {
+		gw_warn("core", "shutdown: %u task(s) still in flight after %llu ms "
+			"([daemon] shutdown_timeout), leaving them", n,
+			(unsigned long long)waited_ms);
+		return sd_event_exit(m->event, 0);
+	}
+	sd_notifyf(false, "STATUS=Shutting down: %u task(s) in flight", n);
+	/* A timer is one-shot: moving it does not enable it again. */
+	(void)sd_event_source_set_time_relative(s, GW_STOP_POLL_USEC);
+	return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* Takes no new work and waits for what is in flight, within the bound. */
+static int manager_stop(struct gw_manager *m)
+{
+	unsigned n;
+	int r;
+
+	m->stopping = true;
+	m->stop_started_usec = manager_now_usec(m);
+	n = manager_busy(m);
+	sd_notifyf(false, "STOPPING=1\nSTATUS=Shutting down: %u task(s) in flight", n);
+	/* Batched registry writes are flushed after the loop returns. Work that
+	 * must survive (rollout jobs) is committed before it is acted on. */
+	if (n == 0 || m->config.shutdown_timeout_ms == 0)
+		return sd_event_exit(m->event, 0);
+	gw_info("core", "shutdown: waiting for %u task(s) in flight, at most %u ms", n,
+		m->config.shutdown_timeout_ms);
+	r = sd_event_add_time_relative(m->event, &m->stop_timer, CLOCK_MONOTONIC,
+				       GW_STOP_POLL_USEC, 0, manager_on_stop_timer, m);
+	if (r < 0) {
+		gw_log_errno(LOG_WARNING, r, "core", "shutdown: cannot wait, leaving now: %m");
+		return sd_event_exit(m->event, 0);
+	}
+	(void)sd_event_source_set_description(m->stop_timer, "gw-manager-stop");
+	return 0;
+}
+
+/* --- end of shutdown --- */
+
 static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct gw_manager *m = userdata;
@@ -107,12 +233,7 @@ static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *
 		return sd_event_exit(m->event, 0);
 	}
 	gw_info("core", "%s: shutting down", strsignal((int)si->ssi_signo));
-	m->stopping = true;
-	sd_notify(false, "STOPPING=1\nSTATUS=Shutting down");
-	/* Batched registry writes are flushed after the loop returns. Work that
-	 * must survive (rollout jobs) is committed before it is acted on, so
-	 * leaving here loses nothing. */
-	return sd_event_exit(m->event, 0);
+	return manager_stop(m);
 }
 
 static void manager_notify_status(struct gw_manager *m)
@@ -120,7 +241,8 @@ static void manager_notify_status(struct gw_manager *m)
 	size_t online = m->registry ? gw_registry_count_online(m->registry) : 0;
 	size_t known = m->registry ? gw_registry_count(m->registry) : 0;
 
-	sd_notifyf(false, "STATUS=%zu of %zu devices online, 0 jobs running", online, known);
+	sd_notifyf(false, "STATUS=%zu of %zu devices online, %u jobs running", online, known,
+		   gw_rollouts_count_active(m->rollouts));
 }
 
 static int manager_on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -128,7 +250,9 @@ static int manager_on_status_timer(sd_event_source *s, uint64_t usec, void *user
 	struct gw_manager *m = userdata;
 
 	manager_notify_status(m);
-	return sd_event_source_set_time_relative(s, GW_STATUS_INTERVAL_USEC);
+	/* A timer is one-shot: moving it does not enable it again. */
+	(void)sd_event_source_set_time_relative(s, GW_STATUS_INTERVAL_USEC);
+	return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
 int gw_manager_new(const char *config_path, const struct gw_manager_overrides *o,
@@ -200,6 +324,102 @@ static int manager_open_bluez_bus(struct gw_manager *m)
 	return sd_bus_attach_event(m->bluez_bus, m->event, SD_EVENT_PRIORITY_NORMAL);
 }
 
+/* --- the REST API --- */
+
+/* Bearer tokens are checked against the token store; without one (not
+ * started) every token is refused. */
+static int manager_on_http_auth(const char *secret, enum api_role *ret_role, char **ret_name,
+				void *userdata)
+{
+	struct gw_manager *m = userdata;
+	const char *role_name;
+	char *name = NULL;
+	int role;
+
+	if (!m->tokens || gw_tokens_verify(m->tokens, secret, &role_name, &name) < 0)
+		return -EACCES;
+	role = api_role_from_string(role_name);
+	if (role < 0) {
+		free(name);
+		return -EACCES;
+	}
+	*ret_role = (enum api_role)role;
+	*ret_name = name;
+	return 0;
+}
+
+static const char *manager_nonempty(const char *s)
+{
+	return s && *s ? s : NULL;
+}
+
+static int manager_start_http(struct gw_manager *m)
+{
+	struct api_http_config cfg = {
+		.listen = m->config.listen,
+		.tls_cert = manager_nonempty(m->config.tls_cert),
+		.tls_key = manager_nonempty(m->config.tls_key),
+		.max_body = m->config.max_body,
+		.max_connections = m->config.max_connections,
+		.request_timeout_ms = m->config.request_timeout_ms,
+		.use_listen_fds = true,
+		.auth = manager_on_http_auth,
+		.auth_userdata = m,
+	};
+	char tmp[4096];
+	int r;
+
+	/* Streamed bodies (firmware) land here: on the state's filesystem, private. */
+	snprintf(tmp, sizeof(tmp), "%s/tmp", m->config.state_dir);
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return gw_log_errno(LOG_ERR, errno, "http", "cannot create %s: %m", tmp);
+	cfg.tmp_dir = tmp;
+	r = api_http_new(m->event, &cfg, &m->http);
+	if (r == -EINVAL)
+		return gw_log_errno(LOG_ERR, r, "http",
+				    "bad [http] settings: listen \"%s\" must be HOST:PORT, and "
+				    "tls_cert and tls_key must be set together",
+				    m->config.listen);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "http", "cannot set up the API (%s): %m",
+				    cfg.tls_cert ? "reading tls_cert and tls_key"
+						 : m->config.listen);
+	r = api_register(m->http, m);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "http", "cannot register the API routes: %m");
+	r = api_http_start(m->http);
+	if (r == -EBADMSG)
+		return gw_log_errno(LOG_ERR, r, "http",
+				    "[http] tls_cert and tls_key are not a usable PEM certificate "
+				    "and key");
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "http", "cannot listen on %s: %m",
+				    m->config.listen);
+	{
+		const char *host = m->config.listen, *colon = strrchr(host, ':');
+		int n = colon ? (int)(colon - host) : (int)strlen(host);
+
+		/* Tests and people read the address from this line. */
+		gw_notice("http", "API at %s://%.*s:%d/api/v1", cfg.tls_cert ? "https" : "http",
+			  n, host, api_http_port(m->http));
+	}
+	return 0;
+}
+
+/* The listener and its limits are set at start: say so when a reload changes them. */
+static void manager_check_http_reload(const struct gw_config *cur, const struct gw_config *next)
+{
+	if (strcmp(cur->listen, next->listen) != 0 ||
+	    strcmp(cur->tls_cert ? cur->tls_cert : "", next->tls_cert ? next->tls_cert : "") != 0 ||
+	    strcmp(cur->tls_key ? cur->tls_key : "", next->tls_key ? next->tls_key : "") != 0 ||
+	    cur->max_body != next->max_body || cur->max_connections != next->max_connections ||
+	    cur->request_timeout_ms != next->request_timeout_ms)
+		gw_notice("http", "[http] changed: the API keeps its listener and limits until "
+			  "smpgwd restarts");
+}
+
+/* --- end of the REST API --- */
+
 int gw_manager_start(struct gw_manager *m)
 {
 	char path[4096], err[512] = "";
@@ -208,14 +428,30 @@ int gw_manager_start(struct gw_manager *m)
 	if (mkdir(m->config.state_dir, 0750) < 0 && errno != EEXIST)
 		return gw_log_errno(LOG_ERR, errno, "core", "cannot create state directory %s: %m",
 				    m->config.state_dir);
-	snprintf(path, sizeof(path), "%s/smpgw.db", m->config.state_dir);
+	snprintf(path, sizeof(path), "%s/" GW_DB_FILE, m->config.state_dir);
 	r = db_open(path, &m->db, err, sizeof(err));
 	if (r < 0)
 		return gw_log_errno(LOG_ERR, r, "db", "%s", err);
+	/* --- tokens and the firmware store: right after the database they live in --- */
+	r = gw_tokens_new(m->db, &m->tokens);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "tokens", "cannot set up API tokens: %m");
+	r = gw_firmware_new(m, &m->firmware);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "firmware", "cannot open the firmware store: %m");
+	/* --- end of tokens and the firmware store --- */
 
 	r = gw_registry_new(m, &m->registry);
 	if (r < 0)
 		return gw_log_errno(LOG_ERR, r, "registry", "cannot load devices: %m");
+	/* --- events and metrics: before the device clients, which they count and announce --- */
+	r = gw_events_new(m, 0, &m->events);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "events", "cannot set up the event stream: %m");
+	r = gw_metrics_new(&m->metrics);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "metrics", "cannot set up metrics: %m");
+	/* --- end of events and metrics --- */
 	r = gw_devices_new(m, &m->devices);
 	if (r < 0)
 		return gw_log_errno(LOG_ERR, r, "devices", "cannot set up device clients: %m");
@@ -246,6 +482,22 @@ int gw_manager_start(struct gw_manager *m)
 	r = gw_poller_new(m, &m->poller);
 	if (r < 0)
 		return gw_log_errno(LOG_ERR, r, "poller", "cannot start polling: %m");
+	/* --- the rollout engine: needs the firmware store, events, registry and clients --- */
+	r = gw_rollouts_new(m, &m->rollouts);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "rollouts", "cannot resume the rollouts: %m");
+	/* --- end of the rollout engine --- */
+	/* --- auto-update rules: they start rollouts --- */
+	r = gw_autoupdate_new(m, &m->autoupdate);
+	if (r < 0)
+		return gw_log_errno(LOG_ERR, r, "autoupdate", "cannot load the auto-update rules: %m");
+	/* --- end of auto-update rules --- */
+
+	/* --- the REST API: last, so that READY=1 means its listener is live --- */
+	r = manager_start_http(m);
+	if (r < 0)
+		return r;
+	/* --- end of the REST API --- */
 
 	r = sd_event_add_time_relative(m->event, &m->status_timer, CLOCK_MONOTONIC,
 				       GW_STATUS_INTERVAL_USEC, 0, manager_on_status_timer, m);
@@ -284,6 +536,9 @@ int gw_manager_reload(struct gw_manager *m)
 		gw_warn("config", "reload failed, keeping the running configuration");
 		return r;
 	}
+	/* --- the REST API --- */
+	manager_check_http_reload(&m->config, &next);
+	/* --- end of the REST API --- */
 	/* What the process was started with stays: the state directory and the
 	 * listener cannot move under a running daemon. */
 	free(next.state_dir);
@@ -309,11 +564,35 @@ struct gw_manager *gw_manager_free(struct gw_manager *m)
 	if (!m)
 		return NULL;
 	sd_event_source_unref(m->status_timer);
+	/* --- shutdown --- */
+	sd_event_source_disable_unref(m->stop_timer);
+	/* --- end of shutdown --- */
+	/* --- the REST API: first, its aborts reach into the modules below --- */
+	m->http = api_http_free(m->http);
+	/* --- end of the REST API --- */
+	/* --- auto-update rules: before the engine they start rollouts on --- */
+	m->autoupdate = gw_autoupdate_free(m->autoupdate);
+	/* --- end of auto-update rules --- */
+	/* --- the rollout engine: before the clients its jobs use (progress is written) --- */
+	m->rollouts = gw_rollouts_free(m->rollouts);
+	/* --- end of the rollout engine --- */
 	m->poller = gw_poller_free(m->poller);
 	m->bluez = gw_bluez_free(m->bluez);
 	m->uart = gw_uart_free(m->uart);
 	m->devices = gw_devices_free(m->devices);
+	/* --- events and metrics: after their subscribers and the clients they follow --- */
+	m->metrics = gw_metrics_free(m->metrics);
+	m->events = gw_events_free(m->events);
+	/* --- end of events and metrics --- */
 	m->registry = gw_registry_free(m->registry);
+	/* --- tokens and the firmware store: their statements go before the database --- */
+	m->firmware = gw_firmware_free(m->firmware);
+	m->tokens = gw_tokens_free(m->tokens);
+	/* --- end of tokens and the firmware store --- */
+	/* Modules remove their stop hooks as they are freed above. */
+	free(m->stop_hooks);
+	m->stop_hooks = NULL;
+	m->n_stop_hooks = 0;
 	m->db = db_close(m->db);
 	m->bluez_bus = sd_bus_flush_close_unref(m->bluez_bus);
 	m->event = sd_event_unref(m->event);

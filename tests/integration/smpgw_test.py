@@ -136,12 +136,31 @@ class Harness:
         self.bus = p.stdout.readline().decode().strip()
         return self.bus
 
-    def sim(self, *args):
-        """Starts smp-sim with args (quiet); returns the process."""
-        p = subprocess.Popen([SIM, "-q", *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    def sim(self, *args, control=False, stderr=False):
+        """Starts smp-sim with args (quiet); returns the process. control:
+        with --control and a pipe to its stdin (see sim_command); stderr:
+        keep its stderr readable (wait_line(p, ..., stream="stderr"), for
+        the "dump" lines)."""
+        cmd = [SIM, "-q", *args] + (["--control"] if control else [])
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
+                             stdin=subprocess.PIPE if control else subprocess.DEVNULL)
         self.procs.append(p)
         return p
+
+    def sim_command(self, proc, command, timeout=10):
+        """Sends a --control command ("set latency 20", "dump", "reset 0");
+        returns its "OK ..." or "ERR ..." line, None on timeout."""
+        proc.stdin.write((command + "\n").encode())
+        proc.stdin.flush()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            line = wait_line(proc, "", end - time.monotonic())
+            if line is None:
+                return None
+            if line.startswith("OK") or line.startswith("ERR"):
+                return line
+        return None
 
     def wait_sim(self, proc, prefix="READY", timeout=10):
         return wait_line(proc, prefix, timeout)
@@ -180,7 +199,8 @@ enabled = {'yes' if self.bus else 'no'}
         if wait_ready:
             line = wait_line(p, "API at http", timeout, stream="stderr")
             if line:
-                url = line[line.index("http"):].split()[0]
+                # After "API at ": the module prefix ("http: ") holds "http" too.
+                url = line[line.index("API at ") + len("API at "):].split()[0]
                 hostport = url.split("//", 1)[1].split("/", 1)[0]
                 self.port = int(hostport.rsplit(":", 1)[1])
             if not self.wait_notify("READY=1", timeout):
@@ -210,6 +230,14 @@ enabled = {'yes' if self.bus else 'no'}
             p.kill()
             p.wait()
             return None
+
+    def daemon_log(self, proc=None):
+        """Once the daemon (proc, default the last one started) has exited:
+        the rest of its stderr, with what wait_line() had read past the
+        line it returned. For checks on what was logged (never a secret)."""
+        p = proc or self.gwd
+        rest = p.stderr.read() if p.stderr else b""
+        return (_pending.pop((p, "stderr"), b"") + rest).decode(errors="replace")
 
     def smpgwd(self, *args, timeout=20):
         """Runs `smpgwd --config CONF ARGS...` to completion (token commands);
@@ -259,6 +287,45 @@ enabled = {'yes' if self.bus else 'no'}
                 pass
         return r.status, payload, hdrs
 
+    def raw_request(self, data, timeout=10):
+        """Sends data (bytes: a whole request, as the client writes it, with
+        what http.client refuses to send: raw control characters, bytes
+        that are not ASCII) on a fresh connection; returns (status or None,
+        the whole answer as bytes) once the server closes or answered one
+        complete response."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        got = b""
+        try:
+            sock.sendall(data)
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                sock.settimeout(max(0.01, end - time.monotonic()))
+                try:
+                    chunk = sock.recv(65536)
+                except (TimeoutError, socket.timeout):
+                    break
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+                head, sep, body = got.partition(b"\r\n\r\n")
+                if sep:
+                    length = None
+                    for line in head.split(b"\r\n")[1:]:
+                        k, _, v = line.partition(b":")
+                        if k.strip().lower() == b"content-length":
+                            length = int(v.strip())
+                    if length is not None and len(body) >= length:
+                        break
+        finally:
+            sock.close()
+        status = None
+        parts = got.split(b" ", 2)
+        if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+            status = int(parts[1])
+        return status, got
+
     def close(self):
         for p in reversed(self.procs):
             if p.poll() is None:
@@ -268,8 +335,182 @@ enabled = {'yes' if self.bus else 'no'}
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-            for s in (p.stdout, p.stderr):
+            for s in (p.stdin, p.stdout, p.stderr):
                 if s:
-                    s.close()
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
         self.notify.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class SseStream:
+    """A Server-Sent Events client on its own connection:
+
+        s = SseStream(h, "/api/v1/events?heartbeat=200", token=tok)
+        ev = s.next(5)      # {"id": "...", "event": "...", "data": {...}} or
+                            # {"comment": "heartbeat"}; None on timeout or close
+        s.wait_event(lambda e: e.get("event") == "device.online", 10)
+        s.close()
+
+    status and headers are those of the response; a stream that was refused
+    has body (parsed JSON when it is) and no events."""
+
+    def __init__(self, h, path, token=None, headers=None, timeout=10):
+        hd = {"Accept": "text/event-stream"}
+        hd.update(headers or {})
+        if token:
+            hd["Authorization"] = f"Bearer {token}"
+        self.conn = h.connect(timeout)
+        self.conn.request("GET", path, headers=hd)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
+        self.body = None
+        self.closed = False
+        if self.status != 200:
+            payload = self.resp.read()
+            try:
+                self.body = json.loads(payload)
+            except ValueError:
+                self.body = payload
+            self.close()
+
+    def next(self, timeout):
+        """The next block: an event (id, event, data: parsed JSON when it is)
+        or a comment; None when nothing came in time or the stream ended."""
+        if self.closed:
+            return None
+        end = time.monotonic() + timeout
+        block = {}
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            self.conn.sock.settimeout(left)
+            try:
+                line = self.resp.readline()
+            except (TimeoutError, socket.timeout, OSError):
+                return None
+            if not line:
+                self.closed = True
+                return None
+            text = line.decode(errors="replace").rstrip("\r\n")
+            if text == "":
+                if block:
+                    if "data" in block:
+                        try:
+                            block["data"] = json.loads(block["data"])
+                        except ValueError:
+                            pass
+                    return block
+                continue
+            if text.startswith(":"):
+                block["comment"] = text[1:].strip()
+                continue
+            key, _, value = text.partition(":")
+            block[key] = value[1:] if value.startswith(" ") else value
+
+    def wait_event(self, pred, timeout):
+        """Reads until an event (not a comment) satisfies pred; returns it or
+        None. Every block read on the way is kept in self.seen."""
+        end = time.monotonic() + timeout
+        self.seen = getattr(self, "seen", [])
+        while time.monotonic() < end:
+            b = self.next(end - time.monotonic())
+            if b is None:
+                return None
+            self.seen.append(b)
+            if "event" in b and pred(b):
+                return b
+        return None
+
+    def close(self):
+        self.closed = True
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+
+# --- rollouts (tests/integration/test-api-rollouts.py and its siblings) ---
+
+def sim_udp_addresses(h, proc, count, timeout=20):
+    """The addresses of the READY udp lines of an smp-sim with --count
+    count, in device order; None when they did not all come in time."""
+    out = []
+    end = time.monotonic() + timeout
+    while len(out) < count:
+        line = wait_line(proc, "READY udp", max(0, end - time.monotonic()))
+        if line is None:
+            return None
+        out.append(line.split()[2])
+    return out
+
+
+def error_code(body):
+    """The "code" of an error answer, or None."""
+    return body.get("error", {}).get("code") if isinstance(body, dict) else None
+
+
+def add_firmware(h, path, token, name=None):
+    """POSTs an image file to the store; returns its description (or None)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    q = f"?name={name}" if name else ""
+    st, body, _ = h.request("POST", "/api/v1/firmware" + q, body=data, token=token,
+                            headers={"Content-Type": "application/octet-stream"})
+    return body if st in (200, 201) else None
+
+
+def add_udp_devices(h, addresses, token, labels=None):
+    """Registers UDP devices through the API; returns their ids (None for a refusal)."""
+    ids = []
+    for a in addresses:
+        body = {"transport": "udp", "address": a}
+        if labels is not None:
+            body["labels"] = labels
+        st, b, _ = h.request("POST", "/api/v1/devices", body=body, token=token)
+        ids.append(b.get("id") if st == 201 else None)
+    return ids
+
+
+def wait_rollout(h, rid, token, states, timeout):
+    """Polls GET /rollouts/{rid} until its state is one of states; returns
+    the last view (whatever its state) or None."""
+    last = [None]
+
+    def check():
+        st, body, _ = h.request("GET", f"/api/v1/rollouts/{rid}", token=token)
+        if st == 200:
+            last[0] = body
+            return body.get("state") in states
+        return False
+    wait_for(check, timeout, 0.1)
+    return last[0]
+
+
+def running_image(h, dev_id, token):
+    """The running image 0 entry (active, else slot 0) the device reports
+    when asked now (?refresh=true), or None."""
+    st, body, _ = h.request("GET", f"/api/v1/devices/{dev_id}/images?refresh=true", token=token)
+    if st != 200:
+        return None
+    images = [e for e in body["value"]["images"] if e.get("image", 0) == 0]
+    for e in images:
+        if e.get("active"):
+            return e
+    return next((e for e in images if e.get("slot") == 0), None)
+
+
+def job_history_consistent(job):
+    """Whether a job's events chain: the first from null, each from the
+    previous to, the last to the job's state."""
+    ev = job.get("events") or []
+    if not ev or ev[0].get("from") is not None:
+        return False
+    for a, b in zip(ev, ev[1:]):
+        if b.get("from") != a.get("to"):
+            return False
+    return ev[-1].get("to") == job.get("state")
