@@ -22,7 +22,11 @@ struct gw_firmware *gw_firmware_free(struct gw_firmware *fw);
  * name may be NULL. *ret_info gets the description below.
  * Returns 0 when added, 1 when that exact file was already stored (same
  * info), -EBADMSG with a sentence in err for a file that is not a valid
- * MCUboot image, -EFBIG, -ENOSPC, -EIO, -ENOMEM. */
+ * MCUboot image, -EINVAL for a name over 128 bytes, not UTF-8 or with
+ * control characters, -EFBIG, -ENOSPC, -EIO, -ENOMEM.
+ * With m->events set, an added image is published as "firmware.added"
+ * {"id", "version", "image_hash", "name"} and a removed one as
+ * "firmware.removed" {"id"}. */
 int gw_firmware_add_fd(struct gw_firmware *fw, int fd, const char *name, json_t **ret_info,
 		       char *err, size_t errlen);
 
@@ -30,8 +34,9 @@ int gw_firmware_add_fd(struct gw_firmware *fw, int fd, const char *name, json_t 
  * "sha" an upload announces), "image_hash": hex (the SHA-256 TLV: what the
  * device reports in image state), "version": "1.2.3" or "1.2.3.4" (as SMP
  * reports it), "size": n, "name": "...", "created_at": ms, "header":
- * {"load_addr", "hdr_size", "img_size", "flags": [...]}, "tlvs": [{"type":
- * n, "name": "SHA256", "len": n}, ...], "protected_tlvs": [...]}.
+ * {"load_addr", "hdr_size", "img_size", "protect_tlv_size", "flags": [...]},
+ * "tlvs": [{"type": n, "name": "SHA256" (null for unknown types), "len": n},
+ * ...], "protected_tlvs": [...]}. id is matched case-insensitively.
  * Returns 0, -ENOENT. */
 int gw_firmware_get(struct gw_firmware *fw, const char *id, json_t **ret);
 /* Every image, newest first. */
@@ -39,7 +44,9 @@ int gw_firmware_list(struct gw_firmware *fw, json_t **ret);
 /* Opens the file for reading (O_RDONLY|O_CLOEXEC). Returns 0, -ENOENT. */
 int gw_firmware_open(struct gw_firmware *fw, const char *id, int *ret_fd, uint64_t *ret_size);
 /* Removes an image: -EBUSY while a rollout or auto-update that is not
- * finished refers to it, -ENOENT. */
+ * finished refers to it, -ENOENT. A row that finished rollouts or disabled
+ * rules still name is kept, marked removed (firmware.deleted_at): get, list
+ * and open no longer see it; adding the same file again brings it back. */
 int gw_firmware_remove(struct gw_firmware *fw, const char *id);
 
 /* Compares two SMP version strings ("1.2.3" / "1.2.3.4", a missing build is

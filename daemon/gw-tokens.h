@@ -2,6 +2,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct db;
@@ -20,6 +21,8 @@ struct gw_tokens *gw_tokens_free(struct gw_tokens *t);
  * a bad role or a name that is empty, longer than 64 bytes or not
  * [A-Za-z0-9._-], -ENOMEM, -EIO. */
 int gw_tokens_create(struct gw_tokens *t, const char *name, const char *role, char **ret_secret);
+/* Whether name is one a token can have (1..64 bytes of [A-Za-z0-9._-]). */
+bool gw_tokens_name_valid(const char *name);
 /* Revokes by name; it stops working at once. Returns 0, -ENOENT, -EALREADY. */
 int gw_tokens_revoke(struct gw_tokens *t, const char *name);
 /* [{"name","role","created_at","last_used_at","revoked_at"}] (times in ms or null); never secrets or hashes. */
