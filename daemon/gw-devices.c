@@ -7,6 +7,7 @@
 #include "daemon/gw-devices.h"
 #include "daemon/gw-log.h"
 #include "daemon/gw-manager.h"
+#include "daemon/gw-metrics.h"
 #include "daemon/gw-registry.h"
 #include "daemon/gw-static.h"
 #include "lib/macro.h"
@@ -273,6 +274,8 @@ static void gw_live_close(struct gw_live *live, int waiter_error, int sent_error
 		gw_devices_op_fail(op, sent_error);
 		(void)smp_client_cancel(c, op->client_id);
 	}
+	/* Its totals so far go to /metrics; whoever still holds it is not counted. */
+	gw_metrics_remove_client(ds->m->metrics, c);
 	smp_client_set_state_handler(c, NULL, NULL, NULL);
 	/* Someone else may still hold the client: it must not call us again. */
 	smp_transport_set_handlers(live->link, live->fwd_packet, live->fwd_state,
@@ -473,6 +476,8 @@ static int gw_live_open(struct gw_live *live)
 	live->fwd_userdata = t->userdata;
 	smp_transport_set_handlers(t, gw_live_on_packet, gw_live_on_transport_state, live);
 	smp_client_set_state_handler(c, gw_live_on_client_state, live, NULL);
+	if (ds->m->metrics && gw_metrics_add_client(ds->m->metrics, c) < 0)
+		gw_debug(LOG, "%s: out of memory, its requests are not counted", live->d->id);
 
 	if (live->transport == GW_TRANSPORT_BLE) {
 		gw_debug(LOG, "%s: connecting to %s", live->d->id, live->address);

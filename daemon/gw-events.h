@@ -53,3 +53,7 @@ int gw_events_replay(struct gw_events *ev, uint64_t after, gw_events_fn fn, void
 
 /* The id the last published event got (0 when none yet). */
 uint64_t gw_events_last_id(struct gw_events *ev);
+/* Events lost to allocation failures since the start (publish returned 0). */
+uint64_t gw_events_dropped(struct gw_events *ev);
+/* Subscribers now (those removed during a delivery no longer count). */
+size_t gw_events_subscribers(struct gw_events *ev);

@@ -19,12 +19,16 @@
  *
  * Window: the device's MCUmgr params are read once, before the first request
  * (or set by the caller with smp_client_set_params()). Requests and responses
- * share the device's buf_count buffers (smp-protocol.md §5.7), so the window
- * is buf_count / 2 (at least 1, at most max_window); 1 while params are
- * unknown. When the window is 2 or more, bulk requests (upload chunks) leave
- * one slot to interactive ones, and queued interactive requests are sent
- * before queued bulk ones: an interactive call waits for at most one chunk's
- * round trip.
+ * share the device's buf_count buffers (smp-protocol.md §5.7): Zephyr takes
+ * one per request on arrival and drops the request when none is free, and
+ * one more for the answer of the request it is serving, freed with the
+ * request's once the answer is sent. So the window is buf_count - 1 (at
+ * least 1, at most max_window); 1 while params are unknown. This assumes
+ * the gateway is the device's only SMP client: another one, on any of the
+ * device's transports, shares the pool. Bulk requests (upload chunks) may
+ * fill the window; queued interactive requests are sent before queued bulk
+ * ones, so an interactive call waits for at most one answer before it is
+ * sent (and then, at the device, behind the chunks already there).
  *
  * Size: a request larger than the transport's packet_budget(buf_size) is
  * refused with -EMSGSIZE and never sent: the device would drop it without
@@ -64,7 +68,7 @@ enum smp_priority {
 
 #define SMP_CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define SMP_CLIENT_DEFAULT_UDP_RETRIES 3
-#define SMP_CLIENT_DEFAULT_MAX_WINDOW 4
+#define SMP_CLIENT_DEFAULT_MAX_WINDOW 8
 /* buf_size assumed when the device does not answer MCUmgr params (§13.4). */
 #define SMP_CLIENT_FALLBACK_BUF_SIZE 384
 /* The window may not exceed this: sequence numbers stay unambiguous. */
@@ -85,7 +89,7 @@ struct smp_client_config {
 	void *log_userdata;
 };
 
-/* Fills in the defaults: 5 s timeout, 3 UDP retries, window cap 4, params
+/* Fills in the defaults: 5 s timeout, 3 UDP retries, window cap 8, params
  * discovery on, SMP v2, first sequence number 0, no log. */
 void smp_client_config_init(struct smp_client_config *cfg);
 
@@ -196,8 +200,8 @@ unsigned smp_client_get_buf_count(const struct smp_client *c);
 bool smp_client_params_known(const struct smp_client *c);
 /* Requests allowed in flight now (1 while params are unknown). */
 unsigned smp_client_get_window(const struct smp_client *c);
-/* Of those, how many bulk requests may be in flight (the window less one
- * slot kept for interactive requests when the window is 2 or more). */
+/* Of those, how many bulk requests may be in flight: the whole window
+ * (interactive requests overtake queued bulk ones instead). */
 unsigned smp_client_get_bulk_window(const struct smp_client *c);
 /* Requests in flight now, cancelled ones still awaiting their answer included. */
 unsigned smp_client_get_in_flight(const struct smp_client *c);
@@ -209,3 +213,16 @@ enum smp_link smp_client_get_link(const struct smp_client *c);
 sd_event *smp_client_get_event(const struct smp_client *c);
 unsigned smp_client_get_default_timeout(const struct smp_client *c);
 void smp_client_get_stats(const struct smp_client *c, struct smp_client_stats *ret);
+
+/* Sees every request of the caller end (not the client's own params read):
+ * result 0 when the device answered with status OK, 1 when it answered with
+ * an SMP error status, else the negative errno the request ended with
+ * (-ETIMEDOUT, -ECONNRESET, -ENOTCONN, -EMSGSIZE, -EBADMSG, ..., -ECANCELED
+ * for smp_client_cancel()). Runs from the loop before the request's
+ * callback, once per request; it must not call into the client. A request
+ * cancelled while in flight is counted at the cancel; requests still pending
+ * when the last reference goes are not counted. fn NULL removes it;
+ * there is no destroy: the observer outlives the client or removes itself. */
+typedef void (*smp_client_observer_fn)(struct smp_client *c, uint16_t group, uint8_t id,
+				       int result, void *userdata);
+void smp_client_set_observer(struct smp_client *c, smp_client_observer_fn fn, void *userdata);

@@ -214,7 +214,7 @@ static void test_params_and_echo(void)
 	ok(w.done && w.error == 0 && !w.has_rsp && w.n_destroy == 1, "params waiter called once known");
 	is_int(smp_client_get_buf_size(c), 384, "buf_size from params");
 	is_int(smp_client_get_buf_count(c), 4, "buf_count from params");
-	is_int(smp_client_get_window(c), 2, "window is buf_count / 2");
+	is_int(smp_client_get_window(c), 3, "window is buf_count - 1");
 	test_dev_send_hex(d, "0b00000a 00000300 bf61726568656c6c6fff");
 	test_run_until(E, &k.done, 2000);
 	ok(k.done && k.error == 0 && k.has_rsp, "echo answered");
@@ -329,31 +329,34 @@ static void test_window(void)
 	struct smp_client *c = new_client(SMP_LINK_SERIAL, NULL, &d, NULL);
 	unsigned n = 0;
 
-	smp_client_set_params(c, 2048, 8);
-	is_int(smp_client_get_window(c), 4, "buf_count 8: window 4 (capped by max_window)");
+	smp_client_set_params(c, 2048, 16);
+	is_int(smp_client_get_window(c), 8, "buf_count 16: window 8 (capped by max_window)");
+	smp_client_set_params(c, 2048, 5);
+	is_int(smp_client_get_window(c), 4, "buf_count 5: window 4, one buffer for the answer");
+	is_int(smp_client_get_bulk_window(c), 4, "bulk may fill the window");
 	for (unsigned i = 0; i < 6; i++)
 		send_echo(c, hexf("b%u", i), SMP_PRIO_BULK, 0, &b[i]);
 	test_run_idle(E);
-	is_int(test_dev_pending(d), 3, "bulk leaves one slot free: 3 of 4 in flight");
-	is_int(smp_client_get_in_flight(c), 3, "in flight count");
+	is_int(test_dev_pending(d), 4, "bulk fills the window: 4 of 4 in flight");
+	is_int(smp_client_get_in_flight(c), 4, "in flight count");
 	send_echo(c, "i0", SMP_PRIO_INTERACTIVE, 0, &in[0]);
-	test_run_idle(E);
-	is_int(test_dev_pending(d), 4, "an interactive request takes the free slot at once");
 	send_echo(c, "i1", SMP_PRIO_INTERACTIVE, 0, &in[1]);
 	test_run_idle(E);
 	is_int(test_dev_pending(d), 4, "never more than the window in flight");
 	for (unsigned i = 0; i < 4; i++)
 		test_dev_next(E, d, 100, &p[n++]);
-	is_str(echo_text(&p[3]), "i0", "i0 was the fourth");
+	is_str(echo_text(&p[3]), "b3", "b3 was the fourth");
 	reply_echo(d, &p[0]);
 	ok(test_dev_next(E, d, 2000, &p[n++]), "a slot frees");
-	is_str(echo_text(&p[4]), "i1", "the queued interactive request overtakes queued bulk");
-	reply_echo(d, &p[3]);
+	is_str(echo_text(&p[4]), "i0", "a queued interactive request takes it, ahead of b4");
+	reply_echo(d, &p[1]);
 	ok(test_dev_next(E, d, 2000, &p[n++]), "another slot frees");
-	is_str(echo_text(&p[5]), "b3", "then bulk continues in order");
-	for (unsigned i = 1; i < n; i++)
-		if (i != 3)
-			reply_echo(d, &p[i]);
+	is_str(echo_text(&p[5]), "i1", "the second one too");
+	reply_echo(d, &p[2]);
+	ok(test_dev_next(E, d, 2000, &p[n++]), "a third slot frees");
+	is_str(echo_text(&p[6]), "b4", "then bulk continues in order");
+	for (unsigned i = 3; i < n; i++)
+		reply_echo(d, &p[i]);
 	while (n < 8 && test_dev_next(E, d, 2000, &p[n])) {
 		reply_echo(d, &p[n]);
 		n++;
@@ -377,29 +380,40 @@ static void test_window(void)
 /* Window from discovered params, and interactive-first with a window of 1. */
 static void test_window_discovered_and_priority(void)
 {
-	struct call b[3] = { 0 }, in = { 0 };
-	struct test_packet p;
+	struct call b[4] = { 0 }, in = { 0 };
+	struct test_packet p, q[5];
 	struct test_dev *d;
 	struct smp_client *c = new_client(SMP_LINK_SERIAL, NULL, &d, NULL);
 
-	for (unsigned i = 0; i < 3; i++)
+	for (unsigned i = 0; i < 4; i++)
 		send_echo(c, hexf("b%u", i), SMP_PRIO_BULK, 0, &b[i]);
 	test_dev_next(E, d, 2000, &p);
 	reply_params(d, p.data, 384, 4);
 	free(p.data);
 	test_run_idle(E);
-	is_int(smp_client_get_window(c), 2, "buf_count 4: window 2");
-	is_int(test_dev_pending(d), 1, "bulk gets one slot of two");
+	is_int(smp_client_get_window(c), 3, "buf_count 4: window 3");
+	is_int(test_dev_pending(d), 3, "bulk takes all three slots");
 	send_echo(c, "i0", SMP_PRIO_INTERACTIVE, 0, &in);
 	test_run_idle(E);
-	is_int(test_dev_pending(d), 2, "interactive gets the other at once");
-	while (test_dev_next(E, d, 200, &p)) {
-		reply_echo(d, &p);
-		free(p.data);
-	}
-	ok(b[0].done && b[1].done && b[2].done && in.done, "all answered");
+	is_int(test_dev_pending(d), 3, "interactive waits for a slot");
+	for (unsigned i = 0; i < 3; i++)
+		test_dev_next(E, d, 2000, &q[i]);
+	reply_echo(d, &q[0]);
+	ok(test_dev_next(E, d, 2000, &q[3]), "the first answer frees a slot");
+	is_str(echo_text(&q[3]), "i0", "the interactive call takes it, ahead of b3");
+	for (unsigned i = 1; i < 4; i++)
+		reply_echo(d, &q[i]);
+	ok(test_dev_next(E, d, 2000, &q[4]), "then the next slot");
+	is_str(echo_text(&q[4]), "b3", "goes to b3");
+	reply_echo(d, &q[4]);
+	test_run_until(E, &b[3].done, 2000);
+	ok(b[0].done && b[1].done && b[2].done && b[3].done && in.done, "all answered");
+	for (unsigned i = 0; i < 5; i++)
+		free(q[i].data);
 	smp_client_unref(c);
 	test_dev_free(d);
+	for (unsigned i = 0; i < 4; i++)
+		call_reset(&b[i]);
 
 	/* Window 1: queued bulk waits behind a later interactive call. */
 	c = new_client(SMP_LINK_SERIAL, NULL, &d, NULL);
@@ -883,7 +897,7 @@ static void test_link_loss(void)
 	is_int(st.destroyed, 1, "replaced state handler destroyed");
 	send_echo(c, "a", SMP_PRIO_INTERACTIVE, 0, &a);
 	test_dev_next(E, d, 2000, &p);
-	reply_params(d, p.data, 384, 4);
+	reply_params(d, p.data, 384, 3);
 	free(p.data);
 	send_echo(c, "b", SMP_PRIO_INTERACTIVE, 0, &b);
 	send_echo(c, "q", SMP_PRIO_BULK, 0, &q);
@@ -1056,6 +1070,86 @@ static void test_params_defaults(void)
 	}
 }
 
+/* What the observer saw: the last request's group, id and result, and how many. */
+struct observed {
+	unsigned n;
+	uint16_t group;
+	uint8_t id;
+	int result;
+};
+
+static void on_observe(struct smp_client *c, uint16_t group, uint8_t id, int result,
+		       void *userdata)
+{
+	struct observed *o = userdata;
+
+	o->n++;
+	o->group = group;
+	o->id = id;
+	o->result = result;
+}
+
+static void test_observer(void)
+{
+	struct smp_client_config cfg;
+	struct call k[4] = { 0 };
+	struct observed o = { 0 };
+	struct test_packet p;
+	struct test_dev *d;
+	struct smp_client *c;
+	uint64_t id;
+
+	smp_client_config_init(&cfg);
+	cfg.timeout_ms = 40;
+	c = new_client(SMP_LINK_SERIAL, &cfg, &d, NULL);
+	smp_client_set_observer(c, on_observe, &o);
+
+	/* The params read is the client's own: not observed. */
+	send_echo(c, "a", SMP_PRIO_INTERACTIVE, 0, &k[0]);
+	test_dev_next(E, d, 2000, &p);
+	reply_params(d, p.data, 384, 1);
+	free(p.data);
+	test_dev_next(E, d, 2000, &p);
+	is_int(o.n, 0, "observer: params read not counted");
+	reply_echo(d, &p);
+	free(p.data);
+	test_run_until(E, &k[0].done, 2000);
+	ok(o.n == 1 && o.group == SMP_GROUP_OS && o.id == SMP_OS_ECHO && o.result == 0,
+	   "observer: answered OK is 0, with group and id");
+
+	send_echo(c, "b", SMP_PRIO_INTERACTIVE, 0, &k[1]);
+	test_dev_next(E, d, 2000, &p);
+	test_dev_reply(d, p.data, 1, "bf62726308ff"); /* {"rc": 8} */
+	free(p.data);
+	test_run_until(E, &k[1].done, 2000);
+	ok(o.n == 2 && o.result == 1, "observer: an SMP error status is 1");
+
+	send_echo(c, "c", SMP_PRIO_INTERACTIVE, 0, &k[2]);
+	test_dev_next(E, d, 2000, &p);
+	free(p.data);
+	test_run_until(E, &k[2].done, 2000);
+	ok(o.n == 3 && o.result == -ETIMEDOUT, "observer: a timeout is -ETIMEDOUT");
+
+	id = send_echo(c, "d", SMP_PRIO_INTERACTIVE, 0, &k[3]);
+	is_int(smp_client_cancel(c, id), 0, "cancel");
+	ok(o.n == 4 && o.result == -ECANCELED, "observer: a cancel is -ECANCELED, at the cancel");
+	test_run_idle(E);
+	is_int(o.n, 4, "observer: a cancelled request is counted once");
+
+	smp_client_set_observer(c, NULL, NULL);
+	send_echo(c, "e", SMP_PRIO_INTERACTIVE, 0, &k[0]);
+	test_dev_next(E, d, 2000, &p);
+	free(p.data);
+	test_dev_close(d);
+	k[0].done = false;
+	test_run_until(E, &k[0].done, 2000);
+	is_int(o.n, 4, "observer removed: nothing counted");
+	smp_client_unref(c);
+	test_dev_free(d);
+	for (size_t i = 0; i < ELEMENTSOF(k); i++)
+		call_reset(&k[i]);
+}
+
 int main(void)
 {
 	if (sd_event_new(&E) < 0)
@@ -1073,6 +1167,7 @@ int main(void)
 	test_oversize();
 	test_link_loss();
 	test_params_defaults();
+	test_observer();
 	sd_event_unref(E);
 	return tap_done();
 }
