@@ -13,6 +13,7 @@
 #include "daemon/gw-manager.h"
 #include "daemon/gw-poller.h"
 #include "daemon/gw-registry.h"
+#include "daemon/gw-reported.h"
 #include "lib/macro.h"
 #include "lib/smp-image.h"
 #include "lib/smp-os.h"
@@ -38,6 +39,7 @@ struct gw_poll_round {
 	bool full;
 	bool answered;
 	bool had_link; /* the device had a link when the round started */
+	bool probe;    /* the device was offline and has not answered yet */
 	bool has_call;
 	uint64_t call_id;
 	struct smp_stat_list *stat_list;
@@ -66,6 +68,7 @@ struct gw_poller {
 	unsigned jitter_pct;
 	uint64_t rng;
 	struct gw_poller_stats st;
+	unsigned probes_in_flight; /* rounds whose offline device has not answered */
 };
 
 /* ---- randomness for the spread (xorshift64*, seeded once) ---- */
@@ -167,7 +170,7 @@ static int gw_poller_heap_push(struct gw_poller *p, struct gw_poll_entry *e, uin
 /* The timer follows the earliest due time while a round may start. */
 static void gw_poller_arm(struct gw_poller *p)
 {
-	if (p->n_heap == 0 || p->st.in_flight >= GW_POLLER_MAX_IN_FLIGHT) {
+	if (p->n_heap == 0 || p->st.in_flight >= GW_POLLER_MAX_IN_FLIGHT || p->m->stopping) {
 		(void)sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
 		return;
 	}
@@ -235,6 +238,8 @@ static void gw_poll_entry_abort(struct gw_poll_entry *e)
 		return;
 	if (rd->has_call)
 		(void)gw_devices_cancel(e->p->m->devices, rd->call_id);
+	if (rd->probe)
+		e->p->probes_in_flight--;
 	e->round = gw_poll_round_free(rd);
 	e->st.in_flight = false;
 	e->p->st.in_flight--;
@@ -306,6 +311,8 @@ static void gw_poll_round_end(struct gw_poll_round *rd, int error)
 	struct gw_device *d = e->d;
 	bool answered = rd->answered, had_link = rd->had_link;
 
+	if (rd->probe)
+		p->probes_in_flight--;
 	e->round = gw_poll_round_free(rd);
 	e->st.in_flight = false;
 	p->st.in_flight--;
@@ -356,68 +363,21 @@ static void gw_poll_round_report(struct gw_poll_round *rd, const char *section, 
 			     section);
 }
 
-static json_t *gw_poller_image_state_json(const struct smp_image_state *s)
-{
-	_cleanup_(json_decrefp) json_t *images = json_array(), *o = NULL;
-
-	if (!images)
-		return NULL;
-	for (size_t i = 0; i < s->n_slots; i++) {
-		const struct smp_image_slot_state *e = &s->slots[i];
-		json_t *slot = json_pack("{sIsIsssbsbsbsbsb}", "image", (json_int_t)e->image,
-					 "slot", (json_int_t)e->slot, "version", e->version,
-					 "bootable", e->bootable, "pending", e->pending,
-					 "confirmed", e->confirmed, "active", e->active,
-					 "permanent", e->permanent);
-		char hex[2 * SMP_IMAGE_HASH_LEN + 1];
-
-		if (!slot || json_array_append_new(images, slot) < 0)
-			return NULL;
-		if (!e->has_hash)
-			continue;
-		for (size_t k = 0; k < SMP_IMAGE_HASH_LEN; k++)
-			snprintf(hex + 2 * k, 3, "%02x", e->hash[k]);
-		if (json_object_set_new(slot, "hash", json_string(hex)) < 0)
-			return NULL;
-	}
-	o = json_pack("{sO}", "images", images);
-	if (!o)
-		return NULL;
-	if (s->has_split_status &&
-	    json_object_set_new(o, "split_status", json_integer(s->split_status)) < 0)
-		return NULL;
-	return TAKE_PTR(o);
-}
-
-static json_t *gw_poller_stat_group_json(const struct smp_stat_group *g)
-{
-	json_t *o = json_object();
-
-	if (!o)
-		return NULL;
-	for (size_t i = 0; i < g->n_fields; i++) {
-		uint64_t v = MIN(g->fields[i].value, (uint64_t)INT64_MAX);
-
-		if (json_object_set_new(o, g->fields[i].name, json_integer((json_int_t)v)) < 0) {
-			json_decref(o);
-			return NULL;
-		}
-	}
-	return o;
-}
-
 /* Takes in one answer; SMP errors leave the section as it was. */
 static void gw_poll_round_take(struct gw_poll_round *rd, const struct smp_response *rsp)
 {
 	struct smp_image_state *st = NULL;
 	struct smp_stat_group *g = NULL;
 	struct smp_os_params params;
+	json_t *value = NULL;
 	char *text = NULL;
 
 	switch (rd->step) {
 	case STEP_IMAGE_STATE:
-		if (smp_image_state_parse(rsp, &st) == 0)
-			gw_poll_round_report(rd, "image_state", gw_poller_image_state_json(st));
+		if (smp_image_state_parse(rsp, &st) == 0) {
+			(void)gw_reported_image_state(st, &value);
+			gw_poll_round_report(rd, "image_state", value);
+		}
 		smp_image_state_free(st);
 		break;
 	case STEP_STAT_LIST:
@@ -429,21 +389,23 @@ static void gw_poll_round_take(struct gw_poll_round *rd, const struct smp_respon
 			/* Keyed by the name asked for: that is what the list says. */
 			const char *name = rd->stat_list->names[rd->stat_next - 1];
 
-			if (json_object_set_new(rd->stats, name, gw_poller_stat_group_json(g)) < 0)
+			if (gw_reported_stat_group(g, &value) < 0 ||
+			    json_object_set_new(rd->stats, name, value) < 0)
 				rd->stats = (json_decref(rd->stats), NULL);
 		}
 		smp_stat_group_free(g);
 		break;
 	case STEP_PARAMS:
-		if (smp_os_params_parse(rsp, &params) == 0)
-			gw_poll_round_report(rd, "params",
-					     json_pack("{sIsI}", "buf_size",
-						       (json_int_t)params.buf_size, "buf_count",
-						       (json_int_t)params.buf_count));
+		if (smp_os_params_parse(rsp, &params) == 0) {
+			(void)gw_reported_params(&params, &value);
+			gw_poll_round_report(rd, "params", value);
+		}
 		break;
 	case STEP_INFO:
-		if (smp_os_info_parse(rsp, &text) == 0)
-			gw_poll_round_report(rd, "info", json_pack("{ss}", "output", text));
+		if (smp_os_info_parse(rsp, &text) == 0) {
+			(void)gw_reported_info(text, &value);
+			gw_poll_round_report(rd, "info", value);
+		}
 		free(text);
 		break;
 	case STEP_END:
@@ -464,6 +426,10 @@ static void gw_poll_round_on_answer(struct smp_client *c, int error, const struc
 	}
 	if (!rd->answered) {
 		rd->answered = true;
+		if (rd->probe) {
+			rd->probe = false;
+			e->p->probes_in_flight--;
+		}
 		/* Our own ONLINE event makes this round a full one. */
 		if (!e->d->online) {
 			gw_info(LOG, "%s: answers, online", e->d->id);
@@ -483,6 +449,11 @@ static void gw_poll_round_next(struct gw_poll_round *rd)
 	unsigned flags = GW_DEVICES_BACKGROUND;
 	int r;
 
+	/* Shutting down: what was read is kept, nothing more is asked. */
+	if (e->p->m->stopping) {
+		gw_poll_round_end(rd, -ECANCELED);
+		return;
+	}
 	switch (rd->step) {
 	case STEP_IMAGE_STATE:
 		rd->step = STEP_STAT_LIST;
@@ -583,9 +554,13 @@ static void gw_poll_entry_start(struct gw_poll_entry *e)
 	}
 	rd->e = e;
 	rd->had_link = gw_devices_has_link(p->m->devices, d);
+	rd->probe = !d->online;
+	p->probes_in_flight += rd->probe;
 	rd->step = STEP_IMAGE_STATE;
 	rd->full = e->want_full;
 	e->want_full = false;
+	gw_debug(LOG, "%s: %s round%s", d->id, rd->full ? "full" : "short",
+		 rd->probe ? ", probing" : "");
 	e->round = rd;
 	e->st.in_flight = true;
 	e->st.rounds++;
@@ -610,7 +585,7 @@ static int gw_poller_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	struct gw_poller *p = userdata;
 	uint64_t now = gw_poller_now(p);
 
-	while (p->st.in_flight < GW_POLLER_MAX_IN_FLIGHT && p->n_heap > 0 &&
+	while (!p->m->stopping && p->st.in_flight < GW_POLLER_MAX_IN_FLIGHT && p->n_heap > 0 &&
 	       p->heap[0]->due_usec <= now) {
 		struct gw_poll_entry *e = p->heap[0];
 
@@ -673,10 +648,21 @@ static uint64_t gw_poller_seed(void)
 	return seed ? seed : 0x9E3779B97F4A7C15ULL;
 }
 
+/* Shutdown waits for the rounds in flight to get the answer they wait for
+ * (then they end: gw_poll_round_next); not for probes of offline devices,
+ * which may wait for every retransmission and have nothing to keep. */
+static int gw_poller_busy(void *userdata)
+{
+	struct gw_poller *p = userdata;
+
+	return (int)(p->st.in_flight - p->probes_in_flight);
+}
+
 struct gw_poller *gw_poller_free(struct gw_poller *p)
 {
 	if (!p)
 		return NULL;
+	gw_manager_remove_stop_hook(p->m, gw_poller_busy, p);
 	if (p->m->registry)
 		gw_registry_remove_listener(p->m->registry, gw_poller_on_registry, p);
 	tdestroy(p->entries, gw_poll_entry_free_node);
@@ -710,6 +696,12 @@ int gw_poller_new(struct gw_manager *m, struct gw_poller **ret)
 	(void)sd_event_source_set_description(p->timer, "gw-poller-timer");
 	r = gw_registry_add_listener(m->registry, gw_poller_on_registry, p);
 	if (r < 0) {
+		p->timer = sd_event_source_disable_unref(p->timer);
+		return r;
+	}
+	r = gw_manager_add_stop_hook(m, gw_poller_busy, p);
+	if (r < 0) {
+		gw_registry_remove_listener(m->registry, gw_poller_on_registry, p);
 		p->timer = sd_event_source_disable_unref(p->timer);
 		return r;
 	}

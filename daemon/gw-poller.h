@@ -43,6 +43,11 @@ struct gw_poller;
  * ends the round; what was read is kept. A section the device refuses (an
  * SMP error: group not supported) keeps its previous value.
  *
+ * Shutdown (m->stopping): no round starts; a round in flight ends once the
+ * request it waits for is answered (what was read is kept). The poller's
+ * stop hook counts those rounds, not probes of offline devices, which
+ * would wait for every retransmission with nothing to keep.
+ *
  * Reported sections (gw_registry_set_reported(), which stamps the time):
  *   "image_state": {"images": [{"image": 0, "slot": 0, "version": "1.0.0",
  *                   "hash": "<64 lower-case hex digits>", "bootable": true,
