@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/api-device-seq.h"
+#include "api/api.h"
 #include "daemon/gw-devices.h"
 #include "daemon/gw-manager.h"
 #include "daemon/gw-registry.h"
@@ -113,30 +114,7 @@ void api_device_seq_reply_errno(struct api_device_seq *s, int error, const char 
 
 void api_device_seq_reply_status(struct api_device_seq *s, const struct smp_response *rsp)
 {
-	const struct smp_status *st = &rsp->status;
-	uint16_t group = st->kind == SMP_STATUS_GROUP_ERR ? st->group : rsp->hdr.group;
-	const char *name = smp_status_name(st);
-	unsigned status = 502;
-	const char *code = "device_error";
-
-	switch (smp_status_to_errno(st)) {
-	case -EBUSY:
-		status = 409;
-		code = "device_busy";
-		break;
-	case -ENOENT:
-		status = 404;
-		code = "not_found";
-		break;
-	case -EINVAL:
-		status = 400;
-		code = "device_refused";
-		break;
-	default:
-		break;
-	}
-	api_reply_smp_error(s->q, status, code, group, st->rc, name ? name : "UNKNOWN", "%s",
-			    smp_status_describe(st));
+	api_reply_device_status(s->q, &rsp->status, rsp->hdr.group);
 	api_device_seq_free(s);
 }
 

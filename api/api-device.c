@@ -67,11 +67,10 @@ static json_t *cached_body(json_t *v, uint64_t at_ms)
 			 (json_int_t)(now > at_ms ? now - at_ms : 0));
 }
 
-/* A device's error status as the reply api.h describes. */
-static void reply_device_status(struct api_req *q, const struct smp_response *rsp)
+void api_reply_device_status(struct api_req *q, const struct smp_status *st,
+			     uint16_t header_group)
 {
-	const struct smp_status *st = &rsp->status;
-	uint16_t group = st->kind == SMP_STATUS_GROUP_ERR ? st->group : rsp->hdr.group;
+	uint16_t group = st->kind == SMP_STATUS_GROUP_ERR ? st->group : header_group;
 	const char *name = smp_status_name(st);
 	const char *code = "device_error";
 	unsigned status = 502;
@@ -109,7 +108,7 @@ static void device_call_on_answer(struct smp_client *client, int error,
 		goto out;
 	}
 	if (!smp_response_ok(rsp)) {
-		reply_device_status(c->q, rsp);
+		api_reply_device_status(c->q, &rsp->status, rsp->hdr.group);
 		goto out;
 	}
 	if (c->parse)

@@ -60,37 +60,6 @@ static int api_fs_path(struct api_req *q, char **ret)
 	return 0;
 }
 
-/* A device's error status, replied as api_device_call() does (api.h): 409
- * device_busy, 404 not_found, 400 device_refused, else 502 device_error,
- * with the smp object. For the answers that end a transfer, which
- * api_device_call() does not see. */
-static void api_fs_reply_status(struct api_req *q, const struct smp_status *st)
-{
-	uint16_t group = st->kind == SMP_STATUS_GROUP_ERR ? st->group : SMP_GROUP_FS;
-	const char *name = smp_status_name(st);
-	const char *code = "device_error";
-	unsigned status = 502;
-
-	switch (smp_status_to_errno(st)) {
-	case -EBUSY:
-		status = 409;
-		code = "device_busy";
-		break;
-	case -ENOENT:
-		status = 404;
-		code = "not_found";
-		break;
-	case -EINVAL:
-		status = 400;
-		code = "device_refused";
-		break;
-	default:
-		break;
-	}
-	api_reply_smp_error(q, status, code, group, st->rc, name ? name : "UNKNOWN", "%s",
-			    smp_status_describe(st));
-}
-
 /* Transfers hold the device (no idle close, no eviction, the poller
  * waits). They keep the device's id, not the device: it may be removed
  * meanwhile. */
@@ -151,7 +120,7 @@ static void api_fs_download_fail(struct api_fs_download *dl, int error,
 				     dl->device_id, dl->path, dl->off);
 		api_reply_stream_end(dl->q, -EIO);
 	} else if (rsp) {
-		api_fs_reply_status(dl->q, &rsp->status);
+		api_reply_device_status(dl->q, &rsp->status, SMP_GROUP_FS);
 	} else if (error == -ENODEV) {
 		api_reply_error(dl->q, 404, "device_not_found", "device %s was removed",
 				dl->device_id);
@@ -382,7 +351,7 @@ static void api_fs_upload_on_done(int error, const struct smp_upload_result *res
 
 	up->state = API_FS_UPLOAD_DONE;
 	if (error == -EREMOTEIO) {
-		api_fs_reply_status(up->q, &result->status);
+		api_reply_device_status(up->q, &result->status, SMP_GROUP_FS);
 	} else if (error < 0) {
 		api_reply_errno(up->q, error, "upload");
 	} else if (up->existed) {
@@ -439,7 +408,7 @@ static void api_fs_upload_on_status(struct smp_client *c, int error, const struc
 		r = smp_status_to_errno(&rsp->status);
 		if (r != -ENOENT && r != -ENOTSUP) {
 			up->state = API_FS_UPLOAD_DONE;
-			api_fs_reply_status(up->q, &rsp->status);
+			api_reply_device_status(up->q, &rsp->status, SMP_GROUP_FS);
 			api_fs_upload_free(up);
 			return;
 		}

@@ -58,6 +58,14 @@ int api_device_call(struct api_req *q, struct gw_manager *m, struct gw_device *d
 		    struct smp_request *req, api_device_parse_fn parse, void *userdata,
 		    void (*destroy)(void *));
 
+/* Replies a device's error status as api_device_call() does: rc EBUSY 409
+ * "device_busy", ENOENT 404 "not_found", EINVAL 400 "device_refused", else
+ * 502 "device_error", each with the smp object. header_group names the
+ * group when the status does not (an "rc" answer). For handlers that see
+ * answers api_device_call() does not (sequences, transfers). */
+void api_reply_device_status(struct api_req *q, const struct smp_status *st,
+			     uint16_t header_group);
+
 /* Answers a cached section of the registry ("image_state", "stats/<group>",
  * ...) as {"value": ..., "at": ms, "age_ms": n}, or asks the device with req
  * when the section was never read or ?refresh=true (then stores parse's
