@@ -40,6 +40,8 @@ static const struct key keys[] = {
 	  "lowest priority logged: err, warning, notice, info or debug"),
 	K("daemon", "debug", KEY_STRING, debug, "",
 	  "comma-separated modules logged at debug level (or all)"),
+	K("daemon", "shutdown_timeout", KEY_MS, shutdown_timeout_ms, "10s",
+	  "on SIGTERM, how long work in flight may take to finish (0: leave at once)"),
 	K("http", "listen", KEY_STRING, listen, "127.0.0.1:8080",
 	  "address and port of the REST API; loopback unless you open it on purpose"),
 	K("http", "tls_cert", KEY_STRING, tls_cert, "", "PEM certificate: HTTPS when set with tls_key"),
@@ -76,6 +78,8 @@ static const struct key keys[] = {
 	  "random spread of the poll interval, percent"),
 	K("poll", "during_upload", KEY_BOOL, poll_during_upload, "no",
 	  "keep polling a device while it receives an upload"),
+	K("rollouts", "max_jobs", KEY_UINT, rollouts_max_jobs, "0",
+	  "jobs doing device work at once over every rollout, shared fairly (0: no cap)"),
 };
 
 static const struct key *key_find(const char *section, const char *name)

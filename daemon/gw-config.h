@@ -19,6 +19,7 @@ struct gw_config {
 	char *state_dir;
 	char *log_level;       /* err, warning, notice, info, debug */
 	char *debug;           /* comma-separated modules logged at debug level, or "all" */
+	unsigned shutdown_timeout_ms; /* SIGTERM: how long in-flight work may take to finish */
 	/* [http] */
 	char *listen;          /* host:port; loopback by default */
 	char *tls_cert;
@@ -46,6 +47,8 @@ struct gw_config {
 	unsigned poll_interval_ms;
 	unsigned poll_jitter_pct;
 	bool poll_during_upload;
+	/* [rollouts] */
+	unsigned rollouts_max_jobs; /* 0: no cap beyond each rollout's max_parallel */
 	/* [device NAME] sections */
 	struct gw_config_device *devices;
 	size_t n_devices;

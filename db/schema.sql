@@ -26,7 +26,8 @@ CREATE TABLE firmware (
 	size INTEGER NOT NULL,
 	name TEXT NOT NULL DEFAULT '',
 	metadata TEXT NOT NULL DEFAULT '{}',  -- JSON: header fields, TLVs
-	created_at INTEGER NOT NULL
+	created_at INTEGER NOT NULL,
+	deleted_at INTEGER                    -- removed, kept for the rollouts and rules naming it
 );
 
 CREATE TABLE rollouts (
@@ -38,8 +39,13 @@ CREATE TABLE rollouts (
 	reason TEXT NOT NULL DEFAULT '',
 	created_at INTEGER NOT NULL,
 	updated_at INTEGER NOT NULL,
-	auto_update_id INTEGER REFERENCES auto_updates(id) ON DELETE SET NULL
+	auto_update_id INTEGER REFERENCES auto_updates(id) ON DELETE SET NULL,
+	name TEXT NOT NULL DEFAULT '',
+	finished_at INTEGER,                  -- unix milliseconds; NULL while not final
+	canary_passed INTEGER NOT NULL DEFAULT 0, -- every canary succeeded, or resumed by hand
+	counters TEXT NOT NULL DEFAULT '{}'   -- JSON, once final: jobs per state, bytes
 );
+CREATE INDEX rollouts_by_state ON rollouts(state);
 
 CREATE TABLE jobs (
 	id INTEGER PRIMARY KEY,
@@ -53,9 +59,12 @@ CREATE TABLE jobs (
 	reason TEXT NOT NULL DEFAULT '',
 	created_at INTEGER NOT NULL,
 	updated_at INTEGER NOT NULL,
+	canary INTEGER NOT NULL DEFAULT 0,
+	old_hash TEXT NOT NULL DEFAULT '',    -- image hash (hex) the device ran before: a revert goes back to it
 	UNIQUE (rollout_id, device_id)
 );
 CREATE INDEX jobs_by_state ON jobs(state);
+CREATE INDEX jobs_by_device ON jobs(device_id, id);
 -- One job per device at a time: at most one job not in a final state.
 CREATE UNIQUE INDEX jobs_one_active_per_device ON jobs(device_id)
 	WHERE state NOT IN ('succeeded', 'failed', 'rolled_back', 'canceled');
@@ -66,7 +75,8 @@ CREATE TABLE job_events (
 	at INTEGER NOT NULL,
 	from_state TEXT,
 	to_state TEXT NOT NULL,
-	reason TEXT NOT NULL DEFAULT ''
+	reason TEXT NOT NULL DEFAULT '',
+	attempt INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX job_events_by_job ON job_events(job_id, id);
 
@@ -89,5 +99,6 @@ CREATE TABLE auto_updates (
 	allow_downgrade INTEGER NOT NULL DEFAULT 0,
 	enabled INTEGER NOT NULL DEFAULT 1,
 	created_at INTEGER NOT NULL,
-	updated_at INTEGER NOT NULL
+	updated_at INTEGER NOT NULL,
+	image_name TEXT                           -- glob on firmware.name when firmware is NULL; NULL: any
 );
