@@ -71,7 +71,7 @@ static bool api_events_match(const struct api_events_stream *s, const struct gw_
 static void api_events_format(struct smp_buf *b, const struct gw_event *e)
 {
 	char head[160];
-	char *json = json_dumps(e->data, JSON_COMPACT);
+	char *json = json_dumps(e->data, API_JSON_FLAGS);
 	int n;
 
 	if (!json) {

@@ -598,7 +598,7 @@ void api_reply_json(struct api_req *q, unsigned status, json_t *body)
 		api_reply_bytes(q, status, NULL, "", 0);
 		return;
 	}
-	text = json_dumps(body, JSON_COMPACT);
+	text = json_dumps(body, API_JSON_FLAGS);
 	json_decref(body);
 	if (text) {
 		resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);

@@ -145,6 +145,11 @@ void api_req_on_abort(struct api_req *q, api_abort_fn fn, void *userdata);
  * "Cache-Control: no-store" unless the handler adds its own Cache-Control.
  * -EINVAL for a name or value holding CR or LF (or a name holding ':'). */
 int api_req_add_header(struct api_req *q, const char *name, const char *value);
+/* How replies and events are serialised: compact, and doubles with 15
+ * significant digits so a strategy's "backoff": 0.2 reads back as 0.2,
+ * not 0.20000000000000001. */
+#define API_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 /* Replies with a JSON body (stolen; NULL: no body). */
 void api_reply_json(struct api_req *q, unsigned status, json_t *body);
 /* Replies {"error":{"code":code,"message":...}}. */
