@@ -2,7 +2,7 @@
 
 # --- transports (UDP, serial, BLE through BlueZ), the fake BlueZ and the private bus ---
 lib_libsmp_a_SOURCES += \
-	lib/smp-transport.c lib/smp-transport-internal.h \
+	lib/smp-transport.c lib/smp-transport.h lib/smp-transport-internal.h \
 	lib/smp-udp.c lib/smp-udp.h \
 	lib/smp-serial-link.c lib/smp-serial-link.h \
 	lib/smp-ble-link.c lib/smp-ble-link.h

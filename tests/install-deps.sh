@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
 	build-essential autoconf automake libtool pkg-config
 	libcbor-dev libsystemd-dev libmicrohttpd-dev libsqlite3-dev libjansson-dev nettle-dev libinih-dev
-	dbus python3 python3-pytest python3-yaml openssl sqlite3 curl clang
+	dbus python3 python3-pytest python3-yaml openssl sqlite3 curl clang systemd groff-base
 )
 missing=()
 for p in "${packages[@]}"; do
