@@ -41,6 +41,11 @@ int gw_manager_schema_version(struct gw_manager *m)
 	return m && m->db ? db_schema_version(m->db) : 0;
 }
 
+unsigned long long gw_manager_db_writes(struct gw_manager *m)
+{
+	return m && m->db ? db_write_count(m->db) : 0;
+}
+
 static void manager_on_config_warning(const char *msg, void *userdata)
 {
 	gw_warn("config", "%s", msg);

@@ -100,6 +100,9 @@ uint64_t gw_now_ms(void);
 /* The database's schema version (for GET /api/v1/version: api/ does not
  * reach db/ itself); 0 while no database is open. */
 int gw_manager_schema_version(struct gw_manager *m);
+/* Sqlite write statements since the database opened (db_write_count(), for
+ * /metrics and the rollout benchmark); 0 while no database is open. */
+unsigned long long gw_manager_db_writes(struct gw_manager *m);
 
 #define GW_DEFAULT_CONFIG "/etc/smpgw/smpgwd.conf"
 /* The database file in the state directory (the daemon and the token commands). */

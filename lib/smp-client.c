@@ -93,6 +93,8 @@ struct smp_client {
 	bool dispatching;
 	bool freeing;
 	struct smp_client_stats stats;
+	smp_client_observer_fn observer;
+	void *observer_userdata;
 };
 
 _printf_(2, 3) static void smp_client_debug(const struct smp_client *c, const char *fmt, ...)
@@ -239,6 +241,24 @@ static void smp_pending_free(struct smp_pending *p)
 	free(p);
 }
 
+/* Tells the observer how a caller's request ended; the client's own
+ * params read (id 0) and params waiters (no request) are not the caller's. */
+static void smp_client_observe(struct smp_client *c, struct smp_pending *p, int error,
+			       const struct smp_response *rsp)
+{
+	if (!c->observer || p->id == 0 || !p->req)
+		return;
+	if (error == 0)
+		error = rsp && !smp_response_ok(rsp) ? 1 : 0;
+	c->observer(c, p->req->group, p->req->id, error, c->observer_userdata);
+}
+
+void smp_client_set_observer(struct smp_client *c, smp_client_observer_fn fn, void *userdata)
+{
+	c->observer = fn;
+	c->observer_userdata = userdata;
+}
+
 /* Ends a request: off its list and timer first, then the callback, then
  * destroy. The caller holds a reference to the client. */
 static void smp_client_complete(struct smp_client *c, struct smp_pending *p, int error,
@@ -246,6 +266,8 @@ static void smp_client_complete(struct smp_client *c, struct smp_pending *p, int
 {
 	smp_pending_detach(c, p);
 	p->timer = sd_event_source_disable_unref(p->timer);
+	if (!p->cancelled)
+		smp_client_observe(c, p, error, rsp);
 	if (!p->cancelled && p->cb)
 		p->cb(c, error, rsp, p->userdata);
 	if (p->destroy)
@@ -343,22 +365,32 @@ static void smp_client_kick(struct smp_client *c)
 		smp_client_debug(c, "cannot schedule sending: %d", r);
 }
 
+/* What Zephyr can hold (smp.c, smp_udp.c, smp_uart.c): every transport takes
+ * one buffer of the buf_count pool per request as it arrives, without
+ * waiting (K_NO_WAIT: none free, the request is dropped), and the worker
+ * takes one more for the answer when it starts on a request, freeing both
+ * once the answer is sent. Answers do not pile up (they go out before the
+ * next request is started), so buf_count - 1 requests fit; one more can be
+ * dropped while a request is being served. */
 unsigned smp_client_get_window(const struct smp_client *c)
 {
 	unsigned w;
 
 	if (c->params != SMP_PARAMS_KNOWN)
 		return 1;
-	w = MAX(c->buf_count / 2, 1u);
+	w = c->buf_count > 1 ? c->buf_count - 1 : 1;
 	return MIN(w, c->cfg.max_window);
 }
 
-/* Bulk requests leave one slot to interactive ones once there are two. */
+/* Bulk requests may fill the window. A slot kept free for interactive
+ * requests would buy little: the device serves in order, so an interactive
+ * request waits behind the chunks already there in any case, and the next
+ * answer frees a slot for it ahead of queued chunks. It would cost much:
+ * a window of 3 less one slot is a third less throughput on a
+ * latency-bound link. */
 unsigned smp_client_get_bulk_window(const struct smp_client *c)
 {
-	unsigned w = smp_client_get_window(c);
-
-	return w >= 2 ? w - 1 : w;
+	return smp_client_get_window(c);
 }
 
 size_t smp_client_packet_budget(const struct smp_client *c)
@@ -881,6 +913,7 @@ int smp_client_cancel(struct smp_client *c, uint64_t id)
 	p = smp_client_find(c, id);
 	if (!p)
 		return -ENOENT;
+	smp_client_observe(c, p, -ECANCELED, NULL);
 	destroy = p->destroy;
 	userdata = p->userdata;
 	p->cb = NULL;

@@ -528,377 +528,9 @@ static void bench_fleet(unsigned n_dev, unsigned interval_s, unsigned jitter, un
 
 /* ======================= (2) uploads through the shared client ======================= */
 
-/* A one-way link in each direction between the gateway and smp-sim, run in
- * its own process: each datagram is serialised at `bandwidth` bytes of UDP
- * payload per second behind those before it (a FIFO, as a router queue),
- * then delivered `delay_us` later. smp-sim's own --bandwidth paces only the
- * device's answers, so it cannot limit an upload. */
-struct relay_pkt {
-	uint64_t due;
-	size_t len;
-	uint8_t data[];
-};
-
-#define RELAY_QUEUE 1024
-
-struct relay_dir {
-	struct relay_pkt *q[RELAY_QUEUE];
-	size_t head, len;
-	uint64_t wire_free;
-	unsigned long long pkts, drops;
-	size_t max_len;
-};
-
-/* A link emulator process between the gateway and smp-sim. */
-struct relay {
-	pid_t pid;
-	int ctl;	      /* parent's end: shut down to stop the relay, then read its counts */
-	char gw_address[128]; /* what the gateway opens: host:port, or a PTY path */
-};
-
-static void relay_push(struct relay_dir *d, const uint8_t *buf, size_t len, uint64_t bandwidth,
-		       uint64_t delay_us)
-{
-	uint64_t now = now_us(), start = MAX(now, d->wire_free);
-	struct relay_pkt *p;
-
-	if (d->len == RELAY_QUEUE || !(p = malloc(sizeof(*p) + len))) {
-		d->drops++;
-		return;
-	}
-	d->wire_free = start + (bandwidth ? len * 1000000ULL / bandwidth : 0);
-	p->due = d->wire_free + delay_us;
-	p->len = len;
-	memcpy(p->data, buf, len);
-	d->q[(d->head + d->len++) % RELAY_QUEUE] = p;
-	d->pkts++;
-	d->max_len = MAX(d->max_len, d->len);
-}
-
-static void relay_flush(struct relay_dir *d, int fd, const struct sockaddr_in *to)
-{
-	uint64_t now = now_us();
-
-	while (d->len && d->q[d->head]->due <= now) {
-		struct relay_pkt *p = d->q[d->head];
-
-		if (to)
-			(void)!sendto(fd, p->data, p->len, 0, (const struct sockaddr *)to,
-				      sizeof(*to));
-		else
-			(void)!send(fd, p->data, p->len, 0);
-		free(p);
-		d->head = (d->head + 1) % RELAY_QUEUE;
-		d->len--;
-	}
-}
-
-static __attribute__((noreturn)) void relay_main(int gw_fd, int dev_fd, int ctl, uint64_t bandwidth,
-						 uint64_t delay_us)
-{
-	static struct relay_dir up, down; /* gateway -> device, device -> gateway */
-	static uint8_t buf[65536];
-	struct sockaddr_in peer = {0};
-	bool have_peer = false;
-	char report[256];
-	int n;
-
-	for (;;) {
-		struct pollfd pfd[3] = {
-		    {.fd = gw_fd, .events = POLLIN},
-		    {.fd = dev_fd, .events = POLLIN},
-		    {.fd = ctl, .events = POLLIN},
-		};
-		uint64_t next = UINT64_MAX, now = now_us();
-		struct timespec ts, *tsp = NULL;
-
-		if (up.len)
-			next = up.q[up.head]->due;
-		if (down.len)
-			next = MIN(next, down.q[down.head]->due);
-		if (next != UINT64_MAX) {
-			uint64_t wait = next > now ? next - now : 0;
-
-			ts.tv_sec = (time_t)(wait / 1000000);
-			ts.tv_nsec = (long)(wait % 1000000) * 1000;
-			tsp = &ts;
-		}
-		if (ppoll(pfd, 3, tsp, NULL) < 0 && errno != EINTR)
-			_exit(1);
-		if (pfd[2].revents)
-			break;
-		for (;;) {
-			socklen_t sl = sizeof(peer);
-			ssize_t k = recvfrom(gw_fd, buf, sizeof(buf), MSG_DONTWAIT,
-					     (struct sockaddr *)&peer, &sl);
-
-			if (k < 0)
-				break;
-			have_peer = true;
-			relay_push(&up, buf, (size_t)k, bandwidth, delay_us);
-		}
-		for (;;) {
-			ssize_t k = recv(dev_fd, buf, sizeof(buf), MSG_DONTWAIT);
-
-			if (k < 0)
-				break;
-			relay_push(&down, buf, (size_t)k, bandwidth, delay_us);
-		}
-		relay_flush(&up, dev_fd, NULL);
-		if (have_peer)
-			relay_flush(&down, gw_fd, &peer);
-	}
-	n = snprintf(report, sizeof(report), "%llu %llu %zu %llu %llu %zu\n", up.pkts, up.drops,
-		     up.max_len, down.pkts, down.drops, down.max_len);
-	(void)!write(ctl, report, (size_t)n);
-	_exit(0);
-}
-
-static void relay_start(struct relay *rl, const char *sim_addr, uint64_t bandwidth,
-			unsigned delay_ms)
-{
-	struct sockaddr_in dev = {.sin_family = AF_INET}, gw = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(gw);
-	const char *colon = strrchr(sim_addr, ':');
-	char host[64];
-	int gw_fd, dev_fd, sv[2];
-
-	if (!colon || (size_t)(colon - sim_addr) >= sizeof(host))
-		die("sim address", -EINVAL);
-	memcpy(host, sim_addr, (size_t)(colon - sim_addr));
-	host[colon - sim_addr] = 0;
-	if (inet_pton(AF_INET, host, &dev.sin_addr) != 1)
-		die("sim address", -EINVAL);
-	dev.sin_port = htons((uint16_t)atoi(colon + 1));
-
-	gw.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	gw_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	dev_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (gw_fd < 0 || dev_fd < 0 || bind(gw_fd, (struct sockaddr *)&gw, sizeof(gw)) < 0 ||
-	    getsockname(gw_fd, (struct sockaddr *)&gw, &sl) < 0 ||
-	    connect(dev_fd, (struct sockaddr *)&dev, sizeof(dev)) < 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		die("relay sockets", -errno);
-	snprintf(rl->gw_address, sizeof(rl->gw_address), "127.0.0.1:%u", ntohs(gw.sin_port));
-	rl->pid = fork();
-	if (rl->pid < 0)
-		die("fork", -errno);
-	if (rl->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(sv[0]);
-		relay_main(gw_fd, dev_fd, sv[1], bandwidth, (uint64_t)delay_ms * 1000);
-	}
-	close(sv[1]);
-	close(gw_fd);
-	close(dev_fd);
-	rl->ctl = sv[0];
-}
-
-/* What went through a link emulator, each way (to the device, to the gateway):
- * datagrams or bytes, drops, the deepest queue (datagrams or bytes). */
-struct relay_counts {
-	unsigned long long units[2], drops[2], deepest[2];
-};
-
-/* Stops the relay and reads its counts. */
-static void relay_stop(struct relay *rl, struct relay_counts *ret)
-{
-	struct pollfd pfd = {.fd = rl->ctl, .events = POLLIN};
-	char report[256];
-	ssize_t n = 0;
-	int status;
-
-	shutdown(rl->ctl, SHUT_WR);
-	if (poll(&pfd, 1, 5000) > 0)
-		n = read(rl->ctl, report, sizeof(report) - 1);
-	report[n > 0 ? n : 0] = 0;
-	if (sscanf(report, "%llu %llu %llu %llu %llu %llu", &ret->units[0], &ret->drops[0],
-		   &ret->deepest[0], &ret->units[1], &ret->drops[1], &ret->deepest[1]) != 6)
-		die("the link emulator did not report", -EBADMSG);
-	close(rl->ctl);
-	kill(rl->pid, SIGKILL);
-	waitpid(rl->pid, &status, 0);
-}
-
-/* An 8N1 serial line between two PTYs, in its own process: a byte written on
- * one side reaches the other once its 10 bits have left the wire behind
- * those before it (each direction has its own wire: a UART is full duplex).
- * Bytes are handed over in batches at least LINE_BATCH_NS apart, so each
- * arrives at most that much after its wire time: never early. */
-#define LINE_BATCH_NS 500000ULL
-
-struct line_seg {
-	struct line_seg *next;
-	uint64_t start_ns; /* its first bit on the wire */
-	size_t len, off;
-	uint8_t data[];
-};
-
-struct line_dir {
-	struct line_seg *head, *tail;
-	uint64_t wire_free_ns;
-	unsigned long long bytes;
-	size_t queued, max_queued;
-};
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void line_push(struct line_dir *d, const uint8_t *buf, size_t n, uint64_t byte_ns)
-{
-	struct line_seg *s = malloc(sizeof(*s) + n);
-	uint64_t now = now_ns();
-
-	if (!s)
-		_exit(1);
-	s->next = NULL;
-	s->start_ns = MAX(now, d->wire_free_ns);
-	s->len = n;
-	s->off = 0;
-	memcpy(s->data, buf, n);
-	d->wire_free_ns = s->start_ns + n * byte_ns;
-	if (d->tail)
-		d->tail->next = s;
-	else
-		d->head = s;
-	d->tail = s;
-	d->bytes += n;
-	d->queued += n;
-	d->max_queued = MAX(d->max_queued, d->queued);
-}
-
-/* Writes the bytes whose last bit has arrived; returns when the next one
- * arrives (0: nothing queued). */
-static uint64_t line_pump(struct line_dir *d, int fd, uint64_t byte_ns)
-{
-	uint64_t now = now_ns();
-
-	while (d->head) {
-		struct line_seg *s = d->head;
-		size_t arrived = now > s->start_ns
-				     ? (size_t)MIN((now - s->start_ns) / byte_ns, (uint64_t)s->len)
-				     : 0;
-
-		if (arrived > s->off) {
-			ssize_t w = write(fd, s->data + s->off, arrived - s->off);
-
-			if (w < 0)
-				return now + LINE_BATCH_NS; /* the PTY is full: try again */
-			s->off += (size_t)w;
-			d->queued -= (size_t)w;
-			if (s->off < arrived)
-				return now + LINE_BATCH_NS;
-		}
-		if (s->off < s->len)
-			return s->start_ns + (s->off + 1) * byte_ns;
-		d->head = s->next;
-		if (!d->head)
-			d->tail = NULL;
-		free(s);
-	}
-	return 0;
-}
-
-static __attribute__((noreturn)) void line_main(int gw_fd, int dev_fd, int ctl, unsigned baud)
-{
-	static struct line_dir up, down; /* gateway -> device, device -> gateway */
-	uint64_t byte_ns = 10ULL * 1000000000ULL / baud;
-	uint8_t buf[4096];
-	char report[256];
-	int n;
-
-	for (;;) {
-		struct pollfd pfd[3] = {
-		    {.fd = gw_fd, .events = POLLIN},
-		    {.fd = dev_fd, .events = POLLIN},
-		    {.fd = ctl, .events = POLLIN},
-		};
-		uint64_t a = line_pump(&up, dev_fd, byte_ns), b = line_pump(&down, gw_fd, byte_ns);
-		uint64_t next = a && b ? MIN(a, b) : a ? a : b, now = now_ns();
-		struct timespec ts, *tsp = NULL;
-		ssize_t k;
-
-		if (next) {
-			uint64_t wait = MAX(next > now ? next - now : 0, LINE_BATCH_NS);
-
-			ts.tv_sec = (time_t)(wait / 1000000000ULL);
-			ts.tv_nsec = (long)(wait % 1000000000ULL);
-			tsp = &ts;
-		}
-		if (ppoll(pfd, 3, tsp, NULL) < 0 && errno != EINTR)
-			_exit(1);
-		if (pfd[2].revents)
-			break;
-		/* EIO: no one has the other end open yet. */
-		while ((k = read(gw_fd, buf, sizeof(buf))) > 0)
-			line_push(&up, buf, (size_t)k, byte_ns);
-		while ((k = read(dev_fd, buf, sizeof(buf))) > 0)
-			line_push(&down, buf, (size_t)k, byte_ns);
-	}
-	n = snprintf(report, sizeof(report), "%llu 0 %zu %llu 0 %zu\n", up.bytes, up.max_queued,
-		     down.bytes, down.max_queued);
-	(void)!write(ctl, report, (size_t)n);
-	_exit(0);
-}
-
-static int open_raw(const char *path)
-{
-	struct termios t;
-	int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (tcgetattr(fd, &t) < 0) {
-		close(fd);
-		return -errno;
-	}
-	cfmakeraw(&t);
-	if (tcsetattr(fd, TCSANOW, &t) < 0) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
-}
-
-/* Opens smp-sim's PTY as the gateway would, and gives the gateway a new PTY
- * whose other end goes through the line. */
-static void line_start(struct relay *rl, const char *sim_pty, unsigned baud)
-{
-	int dev_fd, master, keep, sv[2];
-	const char *name;
-
-	dev_fd = open_raw(sim_pty);
-	if (dev_fd < 0)
-		die(sim_pty, dev_fd);
-	master = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-	if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 || !(name = ptsname(master)))
-		die("posix_openpt", -errno);
-	snprintf(rl->gw_address, sizeof(rl->gw_address), "%s", name);
-	/* Held open so that the master never sees a hang-up between the gateway's opens. */
-	keep = open_raw(rl->gw_address);
-	if (keep < 0)
-		die(rl->gw_address, keep);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		die("socketpair", -errno);
-	rl->pid = fork();
-	if (rl->pid < 0)
-		die("fork", -errno);
-	if (rl->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(sv[0]);
-		line_main(master, dev_fd, sv[1], baud);
-	}
-	close(sv[1]);
-	close(master);
-	close(dev_fd);
-	close(keep);
-	rl->ctl = sv[0];
-}
+/* The link is smp-sim's own (tests/sim/sim-pace.h): --baud paces each byte of
+ * a UART, 10 bits with framing, both ways; --bandwidth paces each datagram
+ * both ways; --latency is added to every answer (the round trip). */
 
 /* ---- the manager, as smpgwd builds it, with the modules an upload needs ---- */
 
@@ -956,7 +588,7 @@ struct upload {
 	struct smp_client *c;
 	uint64_t t_start, t_first, t_done; /* µs */
 	uint64_t first_off;
-	/* chunks in flight, sampled after every dispatch: max and time integral */
+	/* requests in flight, sampled after every dispatch: max and time integral */
 	unsigned max_in_flight;
 	uint64_t last_t;
 	unsigned last_in_flight;
@@ -997,8 +629,12 @@ static int on_post(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-/* What the link must carry: the exact upload requests for the chunk size the
- * client picks (smp-upload's rule: fill the budget). */
+/* ---- what the link must carry, and the best any client could do ---- */
+
+#define MAX_CHUNKS 65536
+
+/* The exact upload requests for the chunk size the client picks
+ * (smp-upload's rule: fill the budget, which is also the best choice). */
 struct plan {
 	size_t budget;
 	unsigned chunks;
@@ -1006,7 +642,8 @@ struct plan {
 	size_t full_data, full_pkt; /* a full later chunk: data bytes, packet bytes */
 	uint64_t pkt_bytes;	    /* SMP packets, headers included */
 	uint64_t wire_bytes;	    /* serial: console-framed bytes; UDP: = pkt_bytes */
-	uint64_t wire_after_first;  /* the same without the first chunk */
+	uint32_t *wire;		    /* per chunk: bytes on the wire */
+	uint32_t *data;		    /* per chunk: image bytes */
 };
 
 static void plan_upload(size_t budget, uint64_t size, const uint8_t sha[32], bool serial,
@@ -1014,6 +651,10 @@ static void plan_upload(size_t budget, uint64_t size, const uint8_t sha[32], boo
 {
 	memset(pl, 0, sizeof(*pl));
 	pl->budget = budget;
+	pl->wire = calloc(MAX_CHUNKS, sizeof(*pl->wire));
+	pl->data = calloc(MAX_CHUNKS, sizeof(*pl->data));
+	if (!pl->wire || !pl->data)
+		die("plan", -ENOMEM);
 	for (uint64_t off = 0; off < size;) {
 		struct smp_image_upload_args a = {
 		    .off = off,
@@ -1030,17 +671,16 @@ static void plan_upload(size_t budget, uint64_t size, const uint8_t sha[32], boo
 		size_t pkt = fixed - 1 + smp_chunk_bstr_head(n) + n;
 		size_t wire = serial ? smp_serial_encoded_size(pkt, 0) : pkt;
 
-		if (n == 0)
+		if (n == 0 || pl->chunks == MAX_CHUNKS)
 			die("no data fits the budget", -EMSGSIZE);
-		if (off == 0) {
+		if (off == 0)
 			pl->first_data = n;
-		} else {
-			if (pl->full_data == 0) {
-				pl->full_data = n;
-				pl->full_pkt = pkt;
-			}
-			pl->wire_after_first += wire;
+		else if (pl->full_data == 0) {
+			pl->full_data = n;
+			pl->full_pkt = pkt;
 		}
+		pl->wire[pl->chunks] = (uint32_t)wire;
+		pl->data[pl->chunks] = (uint32_t)n;
 		pl->pkt_bytes += pkt;
 		pl->wire_bytes += wire;
 		pl->chunks++;
@@ -1048,14 +688,104 @@ static void plan_upload(size_t budget, uint64_t size, const uint8_t sha[32], boo
 	}
 }
 
+static void plan_free(struct plan *pl)
+{
+	free(pl->wire);
+	free(pl->data);
+	pl->wire = pl->data = NULL;
+}
+
+/* The link and the device as the run sets them up. */
+struct model {
+	bool serial;
+	double rate;		   /* bytes per second of the wire, each way; 0: no limit */
+	double rtt;		   /* s, smp-sim --latency */
+	uint64_t write_us_per_kib; /* smp-sim --flash-write-us-per-kib (its default) */
+	unsigned w_max;		   /* requests the device can hold: buf_count - 1 */
+	double rsp_wire;	   /* bytes of one answer on the wire (framed on serial) */
+};
+
+#define SIM_WRITE_US_PER_KIB 2000
+
+/* The device's time for a chunk, as smp-sim computes it (integer µs); an
+ * empty slot needs no erase. */
+static double dev_s(const struct model *md, uint32_t data)
+{
+	return (double)((uint64_t)data * md->write_us_per_kib / 1024) / 1e6;
+}
+
+static double wire_s(const struct model *md, double bytes)
+{
+	return md->rate > 0 ? bytes / md->rate : 0;
+}
+
+struct best {
+	double t;		     /* s: the largest of the three below */
+	double t_wire, t_dev, t_win; /* the bounds */
+	const char *bound;	     /* which one binds */
+};
+
+/* The shortest time in which ANY client could move chunks [from, n) given
+ * the link, the device's service times and at most w_max requests at the
+ * device (buf_count - 1: Zephyr takes a buffer per waiting request and one
+ * for the answer being built). Each is a lower bound on the completion time
+ * from the first request's first byte to the last answer's last byte:
+ *   wire:   every request passes the wire one after the other; then the last
+ *           one is served and its answer comes back;
+ *   device: the device serves one request at a time (on serial its worker
+ *           also writes the answer, so it is held for the answer's wire
+ *           time); the first request must arrive first and the last answer
+ *           come back;
+ *   window: request i holds one of the w_max places for at least its cycle
+ *           (its wire time, service, answer wire time, RTT), so the total
+ *           is at least sum(cycle) / w_max, and at least the longest cycle.
+ * The bound assumes requests spread out perfectly; a burst of w_max
+ * requests queues at the device, so it is not always reachable. */
+static void best_time(const struct model *md, const struct plan *pl, unsigned from, struct best *b)
+{
+	double rsp = wire_s(md, md->rsp_wire), hold = md->serial ? rsp : 0;
+	double sum_wire = 0, sum_dev = 0, sum_cycle = 0, max_cycle = 0;
+
+	memset(b, 0, sizeof(*b));
+	if (from >= pl->chunks)
+		return;
+	for (unsigned i = from; i < pl->chunks; i++) {
+		double w = wire_s(md, pl->wire[i]), d = dev_s(md, pl->data[i]);
+		/* The worker's hold and the answer's wire time are the same time. */
+		double cycle = w + d + rsp + md->rtt;
+
+		sum_wire += w;
+		sum_dev += d + hold;
+		sum_cycle += cycle;
+		max_cycle = MAX(max_cycle, cycle);
+	}
+	b->t_wire = sum_wire + dev_s(md, pl->data[pl->chunks - 1]) + rsp + md->rtt;
+	b->t_dev = wire_s(md, pl->wire[from]) + sum_dev + rsp - hold + md->rtt;
+	b->t_win = MAX(sum_cycle / md->w_max, max_cycle);
+	b->t = b->t_wire;
+	b->bound = "link";
+	if (b->t_dev > b->t) {
+		b->t = b->t_dev;
+		b->bound = "device";
+	}
+	if (b->t_win > b->t) {
+		b->t = b->t_win;
+		b->bound = "window";
+	}
+}
+
+/* ---- one upload ---- */
+
+struct image {
+	uint8_t *data;
+	size_t size;
+	uint8_t sha[32];
+};
+
 struct up_case {
-	const char *label;
 	bool serial;
 	const char *const *sim_args;
-	bool relay;	    /* a link emulator process in between */
-	uint64_t bandwidth; /* UDP relay: bytes of payload per second each way */
-	unsigned delay_ms;  /* UDP relay: one way */
-	unsigned line_baud; /* serial line emulator: 8N1 baud */
+	struct model md; /* rate, rtt, serial; the rest is filled in */
 };
 
 struct up_out {
@@ -1064,16 +794,47 @@ struct up_out {
 	struct smp_client_stats st;
 	unsigned buf_count, window, bulk;
 	size_t buf_size;
-	struct relay_counts link;
-	double t_total, t_data; /* s */
+	unsigned long long dev_no_buffer, wire_drops; /* from smp-sim's dump */
+	double t_total, t_data;			      /* s */
+	struct model md;
+	struct best all, rest; /* every chunk; after the first chunk's answer */
 };
+
+/* The device's counts from smp-sim's "dump" line (see sim-node.c). */
+static void sim_drops(struct sim_proc *p, const char *err_path, struct up_out *o)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	if (sim_proc_command(p, "dump", 10000) < 0)
+		die("smp-sim dump", -EIO);
+	f = fopen(err_path, "re");
+	if (!f)
+		die(err_path, -errno);
+	while (getline(&line, &cap, f) > 0) {
+		const char *q = strstr(line, " without a buffer)"),
+			   *w = strstr(line, " dropped on the wire");
+		const char *b;
+
+		if (!q || !w)
+			continue;
+		for (b = q; b > line && b[-1] >= '0' && b[-1] <= '9'; b--)
+			;
+		o->dev_no_buffer = strtoull(b, NULL, 10);
+		for (b = w; b > line && b[-1] >= '0' && b[-1] <= '9'; b--)
+			;
+		o->wire_drops = strtoull(b, NULL, 10);
+	}
+	free(line);
+	fclose(f);
+}
 
 static void run_upload(const struct up_case *uc, const uint8_t *img, size_t size,
 		       const uint8_t sha[32], struct up_out *o)
 {
 	struct sim_proc sp;
-	struct relay rl = {0};
-	char *addr, identity[512];
+	char *addr, identity[512], err_path[512];
 	struct gw_device_spec spec = {.source = GW_SOURCE_API};
 	struct gw_device *d = NULL;
 	struct get g = {0};
@@ -1081,24 +842,15 @@ static void run_upload(const struct up_case *uc, const uint8_t *img, size_t size
 	struct smp_upload_options opts;
 	struct smp_client_stats st0;
 	sd_event_source *post = NULL;
-	double deadline;
+	double deadline, rsp_avg;
 	int r;
 
 	memset(o, 0, sizeof(*o));
-	sim_start(&sp, uc->sim_args, NULL);
+	snprintf(err_path, sizeof(err_path), "%s/sim-upload.err", dir);
+	sim_start(&sp, uc->sim_args, err_path);
 	addr = sim_proc_ready(&sp, uc->serial ? "serial" : "udp", 0, NULL);
 	if (!addr)
 		die("smp-sim: no address", -EBADMSG);
-	if (uc->relay) {
-		if (uc->serial)
-			line_start(&rl, addr, uc->line_baud);
-		else
-			relay_start(&rl, addr, uc->bandwidth, uc->delay_ms);
-		free(addr);
-		addr = strdup(rl.gw_address);
-		if (!addr)
-			die("strdup", -ENOMEM);
-	}
 
 	mgr_start();
 	spec.transport = uc->serial ? GW_TRANSPORT_SERIAL : GW_TRANSPORT_UDP;
@@ -1157,12 +909,20 @@ static void run_upload(const struct up_case *uc, const uint8_t *img, size_t size
 	o->t_total = (double)(o->u.t_done - o->u.t_start) / 1e6;
 	o->t_data = (double)(o->u.t_done - o->u.t_first) / 1e6;
 
+	o->md = uc->md;
+	o->md.write_us_per_kib = SIM_WRITE_US_PER_KIB;
+	o->md.w_max = MAX(o->buf_count, 2u) - 1;
+	rsp_avg = (double)o->st.bytes_received / (double)MAX(o->st.responses, 1ULL);
+	o->md.rsp_wire =
+	    uc->serial ? (double)smp_serial_encoded_size((size_t)(rsp_avg + 0.5), 0) : rsp_avg;
+	best_time(&o->md, &o->pl, 0, &o->all);
+	best_time(&o->md, &o->pl, 1, &o->rest);
+
 	sd_event_source_disable_unref(post);
 	gw_devices_release(m.devices, d);
 	smp_client_unref(g.c);
 	mgr_stop();
-	if (uc->relay)
-		relay_stop(&rl, &o->link);
+	sim_drops(&sp, err_path, o);
 	r = sim_proc_stop(&sp, SIGTERM, 10000);
 	if (r != 0)
 		printf("  smp-sim exit status %d\n", r);
@@ -1178,216 +938,174 @@ static const char *verdict(double ratio, double target, char *buf, size_t size)
 	return buf;
 }
 
-static void print_upload_common(const struct up_out *o, size_t size)
+/* A table row for the README, after the details. */
+struct row {
+	char link[64];
+	size_t size;
+	unsigned buf_count, window;
+	unsigned chunks;
+	size_t full_data;
+	double t, kbs, best_kbs, wire_kbs, ratio, ratio_rest, mean_in_flight;
+	const char *bound;
+	double target;
+};
+
+static struct row rows[64];
+static size_t n_rows;
+
+static void print_upload(const char *label, const struct up_out *o, size_t size, double target)
 {
 	double mean = o->u.in_flight_us / (double)(o->u.t_done - o->u.t_start);
+	double ratio = o->all.t / o->t_total, ratio_rest = o->rest.t / o->t_data;
+	double wire_rate =
+	    o->md.rate > 0 ? (double)size / wire_s(&o->md, (double)o->pl.wire_bytes) : 0;
+	char v1[32], v2[32];
+	struct row *w;
 
+	printf("    %s, %zu B image, buf_count %u:\n", label, size, o->buf_count);
+	printf("      buf_size %zu: window %u (bulk %u), the device holds %u; budget %zu B/request;"
+	       " chunks %u (planned %u), first %zu data B, full %zu data B in a %zu B packet\n",
+	       o->buf_size, o->window, o->bulk, o->md.w_max, o->pl.budget, o->u.res.chunks,
+	       o->pl.chunks, o->pl.first_data, o->pl.full_data, o->pl.full_pkt);
 	printf(
-	    "      buf_size %zu, buf_count %u: window %u, bulk window %u; budget %zu B/request;\n"
-	    "      chunks %u (planned %u), first %zu data B, full %zu data B in a %zu B packet;\n"
-	    "      in flight (any request): max %u, time-weighted mean %.2f; retransmits %llu,"
-	    " resends %u, verified %s\n",
-	    o->buf_size, o->buf_count, o->window, o->bulk, o->pl.budget, o->u.res.chunks,
-	    o->pl.chunks, o->pl.first_data, o->pl.full_data, o->pl.full_pkt, o->u.max_in_flight,
-	    mean, (unsigned long long)o->st.retransmits, o->u.res.resends,
-	    o->u.res.verified ? "yes" : "no");
+	    "      in flight: max %u, time-weighted mean %.2f; client: %llu requests, %llu answers,"
+	    " %llu timeouts, %llu retransmits, %u resends; smp-sim: %llu requests dropped without"
+	    " a buffer, %llu on the wire; verified %s\n",
+	    o->u.max_in_flight, mean, (unsigned long long)o->st.requests,
+	    (unsigned long long)o->st.responses, (unsigned long long)o->st.timeouts,
+	    (unsigned long long)o->st.retransmits, o->u.res.resends, o->dev_no_buffer,
+	    o->wire_drops, o->u.res.verified ? "yes" : "no");
+	if (wire_rate > 0)
+		printf("      request wire bytes %llu%s = %.3f s at %.0f B/s: the link alone (no"
+		       " window, no device) carries the image at %.2f KB/s\n",
+		       (unsigned long long)o->pl.wire_bytes,
+		       o->md.serial ? " (console framing, 127-byte lines)" : " (datagrams)",
+		       wire_s(&o->md, (double)o->pl.wire_bytes), o->md.rate, wire_rate / 1000.0);
+	else
+		printf("      request bytes %llu (datagrams); no bandwidth limit\n",
+		       (unsigned long long)o->pl.wire_bytes);
+	printf("      best any client could do, all chunks: %.3f s (link %.3f, device %.3f,"
+	       " window %.3f: %s-bound) = %.2f KB/s\n",
+	       o->all.t, o->all.t_wire, o->all.t_dev, o->all.t_win, o->all.bound,
+	       (double)size / o->all.t / 1000.0);
+	printf("      measured: whole upload %.3f s = %.2f KB/s (%.1f ms until the first chunk's"
+	       " answer: params read, first chunk alone); ratio %.3f\n",
+	       o->t_total, (double)size / o->t_total / 1000.0, (o->t_total - o->t_data) * 1e3,
+	       ratio);
 	printf(
-	    "      client: %llu requests, %llu B sent (%llu B upload requests + %llu B other),"
-	    " %llu answers, %llu B received;\n"
-	    "      whole upload %.3f s = %.2f KB/s, of which %.1f ms until the first chunk's answer"
-	    " (params read, first chunk alone, slot erase)\n",
-	    (unsigned long long)o->st.requests, (unsigned long long)o->st.bytes_sent,
-	    (unsigned long long)o->pl.pkt_bytes,
-	    (unsigned long long)(o->st.bytes_sent - o->pl.pkt_bytes),
-	    (unsigned long long)o->st.responses, (unsigned long long)o->st.bytes_received,
-	    o->t_total, (double)size / o->t_total / 1000.0, (o->t_total - o->t_data) * 1e3);
+	    "      after the first chunk's answer: %.3f s vs best %.3f s (%s-bound): ratio %.3f\n",
+	    o->t_data, o->rest.t, o->rest.bound, ratio_rest);
+	if (target > 0)
+		printf("      target >= %.2f: whole upload %s; after the first chunk %s\n", target,
+		       verdict(ratio, target, v1, sizeof(v1)),
+		       verdict(ratio_rest, target, v2, sizeof(v2)));
+	fflush(stdout);
+
+	if (n_rows == ELEMENTSOF(rows))
+		return;
+	w = &rows[n_rows++];
+	snprintf(w->link, sizeof(w->link), "%s", label);
+	w->size = size;
+	w->buf_count = o->buf_count;
+	w->window = o->window;
+	w->chunks = o->u.res.chunks;
+	w->full_data = o->pl.full_data;
+	w->t = o->t_total;
+	w->kbs = (double)size / o->t_total / 1000.0;
+	w->best_kbs = (double)size / o->all.t / 1000.0;
+	w->wire_kbs = wire_rate / 1000.0;
+	w->ratio = ratio;
+	w->ratio_rest = ratio_rest;
+	w->mean_in_flight = mean;
+	w->bound = o->all.bound;
+	w->target = target;
 }
 
-/* line: the bench's byte-exact line emulator between the gateway and an
- * unthrottled smp-sim; otherwise smp-sim's own --baud. */
-static void bench_serial(const uint8_t *img, size_t size, const uint8_t sha[32], unsigned baud,
-			 const char *buf_count, bool line)
+static void print_rows(void)
 {
-	char b[16];
-	const char *sim_baud[] = {
-		"--serial", "--baud", b, "--buf-size", "2048", "--buf-count", buf_count, "-q", NULL,
-	};
-	const char *sim_plain[] = {
-		"--serial", "--buf-size", "2048", "--buf-count", buf_count, "-q", NULL,
-	};
-	const struct up_case uc = {.serial = true,
-				   .sim_args = line ? sim_plain : sim_baud,
-				   .relay = line,
-				   .line_baud = baud};
-	struct up_out o;
-	double rate = baud / 10.0, t_req, t_req_data, limit, rsp_wire, t_rsp;
-	char v1[32], v2[32];
-	size_t rsp_avg;
+	printf("(2) summary: | link | image B | buf_count | window | chunks x data B | whole "
+	       "upload s |"
+	       " KB/s | best KB/s (bound) | link alone KB/s | ratio whole | after 1st chunk |"
+	       " mean in flight | target |\n");
+	for (size_t i = 0; i < n_rows; i++) {
+		const struct row *w = &rows[i];
+		char t[32] = "";
+
+		if (w->target > 0)
+			snprintf(t, sizeof(t), ">= %.2f %s", w->target,
+				 w->ratio >= w->target ? "met" : "MISSED");
+		char wire[32] = "-";
+
+		if (w->wire_kbs > 0)
+			snprintf(wire, sizeof(wire), "%.2f", w->wire_kbs);
+		printf("| %s | %zu | %u | %u | %u x %zu | %.3f | %.2f | %.2f (%s) | %s | %.3f |"
+		       " %.3f | %.2f | %s |\n",
+		       w->link, w->size, w->buf_count, w->window, w->chunks, w->full_data, w->t,
+		       w->kbs, w->best_kbs, w->bound, wire, w->ratio, w->ratio_rest,
+		       w->mean_in_flight, t);
+	}
+}
+
+static void bench_serial(const uint8_t *img, size_t size, const uint8_t sha[32], unsigned baud)
+{
+	static const char *const counts[] = {"2", "4"};
+	char b[16], label[64];
 
 	snprintf(b, sizeof(b), "%u", baud);
-	run_upload(&uc, img, size, sha, &o);
-	t_req = (double)o.pl.wire_bytes / rate;
-	t_req_data = (double)o.pl.wire_after_first / rate;
-	limit = (double)size / t_req;
-	/* Answers: the line counts their bytes; smp-sim's --baud does not tell,
-	 * so each is then taken as the framed size of the mean answer packet. */
-	rsp_avg = (size_t)((o.st.bytes_received + o.st.responses - 1) / MAX(o.st.responses, 1ULL));
-	rsp_wire = line ? (double)o.link.units[1]
-			: (double)o.st.responses * (double)smp_serial_encoded_size(rsp_avg, 0);
-	t_rsp = rsp_wire / rate;
+	snprintf(label, sizeof(label), "serial %u baud", baud);
+	printf("  serial: smp-sim --serial --baud %u --buf-size 2048 (8N1: %.0f B/s each way)\n",
+	       baud, baud / 10.0);
+	for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+		const char *args[] = {
+		    "--serial",	   "--baud",  b,    "--buf-size", "2048",
+		    "--buf-count", counts[i], "-q", NULL,
+		};
+		const struct up_case uc = {
+		    .serial = true, .sim_args = args, .md = {.serial = true, .rate = baud / 10.0}};
+		struct up_out o;
 
-	if (line)
-		printf("  serial, %u baud 8N1 line emulated by the bench"
-		       " (bytes delivered after their 10 bits, never early);\n"
-		       "  smp-sim --serial --buf-size 2048 --buf-count %s\n",
-		       baud, buf_count);
-	else
-		printf("  serial: smp-sim --serial --baud %u --buf-size 2048 --buf-count %s\n",
-		       baud, buf_count);
-	print_upload_common(&o, size);
-	printf(
-	    "      request wire bytes %llu (console framing, 127-byte lines, 10 bits per byte)"
-	    " = %.3f s at %.0f B/s\n"
-	    "      link payload limit = %zu B / %.3f s = %.3f KB/s\n"
-	    "      measured %.3f KB/s / limit = %.3f (whole upload: params read, first chunk with"
-	    " the slot erase, last chunk's check)\n"
-	    "      after the first chunk's answer: %.3f s on the wire / %.3f s = %.3f\n"
-	    "      answers counted on the same wire (half duplex; a UART is full duplex so they do"
-	    " not count): %s%.0f B, %.3f\n",
-	    (unsigned long long)o.pl.wire_bytes, t_req, rate, size, t_req, limit / 1000.0,
-	    (double)size / o.t_total / 1000.0, t_req / o.t_total, t_req_data, o.t_data,
-	    t_req_data / o.t_data, line ? "" : "~", rsp_wire, (t_req + t_rsp) / o.t_total);
-	if (line)
-		printf("      line: %llu B to the device (deepest queue %llu B),"
-		       " %llu B to the gateway\n",
-		       o.link.units[0], o.link.deepest[0], o.link.units[1]);
-	printf(
-	    "      target >= 0.95 of the serial limit: whole upload %s; after the first chunk %s\n",
-	    verdict(t_req / o.t_total, 0.95, v1, sizeof(v1)),
-	    verdict(t_req_data / o.t_data, 0.95, v2, sizeof(v2)));
-	fflush(stdout);
+		run_upload(&uc, img, size, sha, &o);
+		print_upload(label, &o, size, 0.95);
+		plan_free(&o.pl);
+	}
 }
 
-static void bench_udp(const uint8_t *img, size_t size, const uint8_t sha[32], uint64_t bandwidth,
-		      unsigned rtt_ms)
+/* bandwidth 0: latency only. */
+static void bench_udp(const struct image *imgs, size_t n_imgs, uint64_t bandwidth, unsigned rtt_ms)
 {
 	static const char *const counts[] = {"2", "4", "8"};
-	char rtt[16], bw[32];
-	unsigned needed90 = 0, needed100 = 0;
-	double cycle1 = 0;
+	char rtt[16], bw[32], label[64];
 
 	snprintf(rtt, sizeof(rtt), "%u", rtt_ms);
 	snprintf(bw, sizeof(bw), "%llu", (unsigned long long)bandwidth);
+	if (bandwidth)
+		snprintf(label, sizeof(label), "UDP %llu B/s, RTT %u ms",
+			 (unsigned long long)bandwidth, rtt_ms);
+	else
+		snprintf(label, sizeof(label), "UDP RTT %u ms", rtt_ms);
+	printf("  %s: smp-sim --udp --buf-size 2048 --latency %u%s%s\n", label, rtt_ms,
+	       bandwidth ? " --bandwidth " : "", bandwidth ? bw : "");
+	for (size_t k = 0; k < n_imgs; k++)
+		for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+			const char *args[] = {
+			    "--udp",	   "127.0.0.1:0", "--buf-size", "2048",
+			    "--buf-count", counts[i],	  "--latency",	rtt,
+			    "-q",	   NULL,	  NULL,		NULL,
+			};
+			struct up_case uc = {
+			    .sim_args = args,
+			    .md = {.rate = (double)bandwidth, .rtt = rtt_ms / 1000.0}};
+			struct up_out o;
 
-	printf(
-	    "  UDP, %llu B/s of UDP payload each way and %u ms one way (relay process, FIFO queue);"
-	    " smp-sim --udp, no delay of its own\n",
-	    (unsigned long long)bandwidth, rtt_ms / 2);
-	for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
-		const char *args[] = {
-			"--udp", "127.0.0.1:0", "--buf-size", "2048", "--buf-count", counts[i], "-q",
-			NULL,
-		};
-		const struct up_case uc = {.sim_args = args,
-					   .relay = true,
-					   .bandwidth = bandwidth,
-					   .delay_ms = rtt_ms / 2};
-		struct up_out o;
-		double t_link, limit, ratio, ratio_data, t_ser, bdp;
-		char v1[32], v2[32];
-
-		run_upload(&uc, img, size, sha, &o);
-		t_link = (double)o.pl.pkt_bytes / (double)bandwidth;
-		limit = (double)size / t_link;
-		ratio = t_link / o.t_total;
-		ratio_data = (double)o.pl.wire_after_first / (double)bandwidth / o.t_data;
-		printf("    buf_count %s:\n", counts[i]);
-		print_upload_common(&o, size);
-		printf(
-		    "      link payload limit = %llu B/s x (%zu data B / %zu datagram B per full chunk);"
-		    " over the whole image %zu B / (%llu datagram B / %llu B/s) = %.2f KB/s\n"
-		    "      measured %.2f KB/s / limit = %.3f (after the first chunk: %.3f);"
-		    " target >= 0.9: whole upload %s; after the first chunk %s\n"
-		    "      relay: %llu datagrams to the device (%llu dropped, deepest queue %llu),"
-		    " %llu to the gateway (%llu dropped)\n",
-		    (unsigned long long)bandwidth, o.pl.full_data, o.pl.full_pkt, size,
-		    (unsigned long long)o.pl.pkt_bytes, (unsigned long long)bandwidth,
-		    limit / 1000.0, (double)size / o.t_total / 1000.0, ratio, ratio_data,
-		    verdict(ratio, 0.9, v1, sizeof(v1)), verdict(ratio_data, 0.9, v2, sizeof(v2)),
-		    o.link.units[0], o.link.drops[0], o.link.deepest[0], o.link.units[1],
-		    o.link.drops[1]);
-		t_ser = (double)o.pl.full_pkt / (double)bandwidth;
-		if (o.bulk == 1 && cycle1 == 0)
-			cycle1 = o.t_data / (o.u.res.chunks - 1);
-		if (i == ELEMENTSOF(counts) - 1) {
-			/* A chunk's cycle: its serialisation, the RTT, the device's
-			 * work and the answer's serialisation; the window must cover
-			 * it for the link never to idle. */
-			bdp = (double)bandwidth * rtt_ms / 1000.0;
-			printf("    window needed: bandwidth-delay product %.0f B = %.2f full datagrams,"
-			       " +1 on the wire = %u bulk chunks in flight (BDP formula, rounded up)\n",
-			       bdp, bdp / (double)o.pl.full_pkt,
-			       (unsigned)(1 + bdp / (double)o.pl.full_pkt + 0.999));
-			if (cycle1 > 0) {
-				needed100 = (unsigned)(cycle1 / t_ser + 0.999);
-				needed90 = (unsigned)(0.9 * cycle1 / t_ser + 0.999);
-				printf(
-				    "    measured chunk cycle with 1 in flight %.1f ms vs %.1f ms on the"
-				    " wire: %u bulk chunks for 0.9, %u for 1.0 (client window = bulk + 1:"
-				    " buf_count %u and %u; the client caps its window at %u)\n",
-				    cycle1 * 1e3, t_ser * 1e3, needed90, needed100,
-				    2 * (needed90 + 1), 2 * (needed100 + 1),
-				    SMP_CLIENT_DEFAULT_MAX_WINDOW);
+			if (bandwidth) {
+				args[8] = "--bandwidth";
+				args[9] = bw;
+				args[10] = "-q";
 			}
+			run_upload(&uc, imgs[k].data, imgs[k].size, imgs[k].sha, &o);
+			print_upload(label, &o, imgs[k].size, 0.9);
+			plan_free(&o.pl);
 		}
-		fflush(stdout);
-	}
-
-	/* What smp-sim's own options do on this path: --bandwidth paces answers only. */
-	{
-		const char *args[] = {
-			"--udp", "127.0.0.1:0", "--buf-size", "2048", "--buf-count", "8",
-			"--latency", rtt, "--bandwidth", bw, "-q", NULL,
-		};
-		const struct up_case uc = {.sim_args = args};
-		struct up_out o;
-
-		run_upload(&uc, img, size, sha, &o);
-		printf("  for comparison, smp-sim --latency %s --bandwidth %s --buf-count 8 without"
-		       " the relay: %.2f KB/s = %.2f x the limit above (smp-sim paces only its"
-		       " answers)\n",
-		       rtt, bw, (double)size / o.t_total / 1000.0,
-		       (double)o.pl.pkt_bytes / (double)bandwidth / o.t_total);
-	}
-	fflush(stdout);
-}
-
-static void bench_latency(const uint8_t *img, size_t size, const uint8_t sha[32], unsigned rtt_ms)
-{
-	static const char *const counts[] = {"2", "4", "8"};
-	char rtt[16];
-
-	snprintf(rtt, sizeof(rtt), "%u", rtt_ms);
-	printf("  UDP, latency only: smp-sim --latency %u (added to each answer: RTT %u ms),"
-	       " no bandwidth limit\n",
-	       rtt_ms, rtt_ms);
-	for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
-		const char *args[] = {
-			"--udp", "127.0.0.1:0", "--buf-size", "2048", "--buf-count", counts[i],
-			"--latency", rtt, "-q", NULL,
-		};
-		const struct up_case uc = {.sim_args = args};
-		struct up_out o;
-
-		run_upload(&uc, img, size, sha, &o);
-		printf("    buf_count %s: %.2f KB/s (after the first chunk %.2f KB/s),"
-		       " %.1f ms per chunk\n",
-		       counts[i], (double)size / o.t_total / 1000.0,
-		       (double)(size - o.u.first_off) / o.t_data / 1000.0,
-		       o.t_data * 1e3 / (o.u.res.chunks - 1));
-		print_upload_common(&o, size);
-		fflush(stdout);
-	}
 }
 
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -1416,27 +1134,56 @@ static bool wants(const char *only, const char *part)
 	return false;
 }
 
+/* The test image, and a larger one: its first bytes (the MCUboot header
+ * smp-sim checks) and then a fixed pseudo-random filler up to kib KiB. */
+static void images_load(struct image *small, struct image *large, unsigned kib)
+{
+	struct sha256_ctx ctx;
+	uint64_t x = 0x9E3779B97F4A7C15ULL;
+
+	small->data = tap_read_file(tap_srcpath(IMAGE), &small->size);
+	if (!small->data)
+		die(IMAGE, -ENOENT);
+	sha256_init(&ctx);
+	sha256_update(&ctx, small->size, small->data);
+	sha256_digest(&ctx, sizeof(small->sha), small->sha);
+
+	large->size = (size_t)kib * 1024;
+	if (large->size <= small->size) {
+		large->size = 0;
+		return;
+	}
+	large->data = malloc(large->size);
+	if (!large->data)
+		die("image", -ENOMEM);
+	memcpy(large->data, small->data, small->size);
+	for (size_t i = small->size; i < large->size; i++) {
+		x ^= x >> 12;
+		x ^= x << 25;
+		x ^= x >> 27;
+		large->data[i] = (uint8_t)((x * 0x2545F4914F6CDD1DULL) >> 56);
+	}
+	sha256_init(&ctx);
+	sha256_update(&ctx, large->size, large->data);
+	sha256_digest(&ctx, sizeof(large->sha), large->sha);
+}
+
 int main(int argc, char *argv[])
 {
 	static const struct option options[] = {
-	    {"devices", required_argument, NULL, 'n'},
-	    {"interval", required_argument, NULL, 'i'},
-	    {"jitter", required_argument, NULL, 'j'},
-	    {"rounds", required_argument, NULL, 'r'},
-	    {"baud", required_argument, NULL, 'b'},
-	    {"bandwidth", required_argument, NULL, 'w'},
-	    {"rtt", required_argument, NULL, 't'},
-	    {"only", required_argument, NULL, 'o'},
-	    {"keep", no_argument, NULL, 'k'},
-	    {"help", no_argument, NULL, 'h'},
-	    {},
+	    {"devices", required_argument, NULL, 'n'}, {"interval", required_argument, NULL, 'i'},
+	    {"jitter", required_argument, NULL, 'j'},  {"rounds", required_argument, NULL, 'r'},
+	    {"baud", required_argument, NULL, 'b'},    {"bandwidth", required_argument, NULL, 'w'},
+	    {"rtt", required_argument, NULL, 't'},     {"image-kib", required_argument, NULL, 'K'},
+	    {"only", required_argument, NULL, 'o'},    {"keep", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},	       {},
 	};
 	unsigned n_dev = 1000, interval = 10, jitter = 20, rounds = 3, baud = 115200, rtt = 20;
+	unsigned image_kib = 400;
 	uint64_t bandwidth = 125000;
 	const char *only = NULL;
-	struct sha256_ctx ctx;
-	uint8_t sha[32], *img;
-	size_t size;
+	struct image imgs[2] = {0};
+	size_t n_imgs;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -1462,6 +1209,9 @@ int main(int argc, char *argv[])
 		case 't':
 			rtt = (unsigned)strtoul(optarg, NULL, 10);
 			break;
+		case 'K':
+			image_kib = (unsigned)strtoul(optarg, NULL, 10);
+			break;
 		case 'o':
 			only = optarg;
 			break;
@@ -1480,6 +1230,8 @@ int main(int argc, char *argv[])
 			    "  --bandwidth B   UDP upload link, bytes of payload per second "
 			    "(default 125000)\n"
 			    "  --rtt MS        UDP round-trip time (default 20)\n"
+			    "  --image-kib N   size of the larger UDP test image (default 400; 0: "
+			    "none)\n"
 			    "  --only LIST     comma-separated parts: fleet, serial, udp, latency\n"
 			    "  --keep          keep the temporary directory (logs, databases)\n"
 			    "Environment: top_builddir (smpgwd, tests/sim/smp-sim), top_srcdir "
@@ -1497,13 +1249,8 @@ int main(int argc, char *argv[])
 	if (!mkdtemp(dir))
 		die("mkdtemp", -errno);
 	atexit(rm_dir);
-
-	img = tap_read_file(tap_srcpath(IMAGE), &size);
-	if (!img)
-		die(IMAGE, -ENOENT);
-	sha256_init(&ctx);
-	sha256_update(&ctx, size, img);
-	sha256_digest(&ctx, sizeof(sha), sha);
+	images_load(&imgs[0], &imgs[1], image_kib);
+	n_imgs = imgs[1].size ? 2 : 1;
 
 	printf("bench-daemon");
 	for (int i = 1; i < argc; i++)
@@ -1511,26 +1258,23 @@ int main(int argc, char *argv[])
 	printf("\n");
 	if (wants(only, "fleet"))
 		bench_fleet(n_dev, interval, jitter, rounds);
-	if (wants(only, "serial") || wants(only, "udp") || wants(only, "latency"))
-		printf("(2) upload of %s (%zu B) through gw_devices_get_client() + "
-		       "smp_image_upload()\n",
-		       IMAGE, size);
-	if (wants(only, "serial")) {
-		printf("(2a)");
-		bench_serial(img, size, sha, baud, "4", false);
-		printf("(2a')");
-		bench_serial(img, size, sha, baud, "4", true);
-		printf("(2a'')");
-		bench_serial(img, size, sha, baud, "8", true);
+	if (wants(only, "serial") || wants(only, "udp") || wants(only, "latency")) {
+		printf(
+		    "(2) uploads through gw_devices_get_client() + smp_image_upload(): %s (%zu B)",
+		    IMAGE, imgs[0].size);
+		if (n_imgs > 1)
+			printf(", and on UDP also %zu B (its header, then filler)", imgs[1].size);
+		printf("\n");
 	}
-	if (wants(only, "udp")) {
-		printf("(2b)");
-		bench_udp(img, size, sha, bandwidth, rtt);
-	}
-	if (wants(only, "latency")) {
-		printf("(2c)");
-		bench_latency(img, size, sha, rtt);
-	}
-	free(img);
+	if (wants(only, "serial"))
+		bench_serial(imgs[0].data, imgs[0].size, imgs[0].sha, baud);
+	if (wants(only, "udp"))
+		bench_udp(imgs, n_imgs, bandwidth, rtt);
+	if (wants(only, "latency"))
+		bench_udp(imgs, n_imgs, 0, rtt);
+	if (n_rows)
+		print_rows();
+	free(imgs[0].data);
+	free(imgs[1].data);
 	return EXIT_SUCCESS;
 }

@@ -10,6 +10,14 @@
 /* A held-back datagram goes out anyway when no other follows this soon. */
 #define SIM_REORDER_HOLD_US (50 * 1000)
 
+struct sim_in {
+	struct sim_in *next;
+	uint64_t due_us;
+	struct sim_peer from;
+	size_t len;
+	uint8_t data[];
+};
+
 struct sim_out {
 	struct sim_out *next;
 	uint64_t due_us;
@@ -52,6 +60,8 @@ int sim_link_init(struct sim_link *l, const struct sim_link_ops *ops, struct sim
 	l->event = e;
 	l->faults = faults;
 	sim_rng_seed(&l->rng, seed, 0);
+	sim_pace_init(&l->out_pace, faults->bandwidth * 8, 8);
+	sim_pace_init(&l->in_pace, faults->bandwidth * 8, 8);
 	return sim_link_set_where(l, where ? where : "");
 }
 
@@ -67,12 +77,23 @@ void sim_link_flush(struct sim_link *l)
 	}
 	if (l->out_timer)
 		sd_event_source_set_enabled(l->out_timer, SD_EVENT_OFF);
+	while (l->in_head) {
+		struct sim_in *i = l->in_head;
+
+		l->in_head = i->next;
+		free(i);
+	}
+	l->in_tail = NULL;
+	l->in_len = 0;
+	if (l->in_timer)
+		sd_event_source_set_enabled(l->in_timer, SD_EVENT_OFF);
 }
 
 void sim_link_done(struct sim_link *l)
 {
 	sim_link_flush(l);
 	l->out_timer = sd_event_source_disable_unref(l->out_timer);
+	l->in_timer = sd_event_source_disable_unref(l->in_timer);
 	l->held_timer = sd_event_source_disable_unref(l->held_timer);
 	l->reconnect_timer = sd_event_source_disable_unref(l->reconnect_timer);
 	free(l->where);
@@ -129,6 +150,88 @@ void sim_link_count(struct sim_link *l, size_t n)
 	}
 }
 
+static int sim_link_on_in(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* The input timer follows the oldest request on the wire. */
+static void sim_link_arm_in(struct sim_link *l)
+{
+	int r;
+
+	if (!l->in_head) {
+		if (l->in_timer)
+			sd_event_source_set_enabled(l->in_timer, SD_EVENT_OFF);
+		return;
+	}
+	if (!l->in_timer) {
+		r = sd_event_add_time(l->event, &l->in_timer, CLOCK_MONOTONIC, l->in_head->due_us,
+				      SIM_TIMER_ACCURACY_US, sim_link_on_in, l);
+		if (r < 0) {
+			sim_log_errno(SIM_LOG_ERR, r, l->where, "cannot add the input timer");
+			return;
+		}
+		sd_event_source_set_description(l->in_timer, "sim-link-in");
+		return;
+	}
+	sd_event_source_set_time(l->in_timer, l->in_head->due_us);
+	sd_event_source_set_enabled(l->in_timer, SD_EVENT_ONESHOT);
+}
+
+static int sim_link_on_in(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct sim_link *l = userdata;
+	uint64_t now = sim_link_now(l);
+
+	/* The node may hang the link up, which empties the queue. */
+	while (l->in_head && l->in_head->due_us <= now && !l->down) {
+		struct sim_in *i = l->in_head;
+
+		l->in_head = i->next;
+		if (!l->in_head)
+			l->in_tail = NULL;
+		l->in_len--;
+		sim_node_submit(l->node, l, i->data, i->len, i->from.len ? &i->from : NULL);
+		free(i);
+	}
+	sim_link_arm_in(l);
+	return 0;
+}
+
+/* --bandwidth on the way in: the request reaches the device when its last
+ * byte has passed the wire. */
+static void sim_link_pace_in(struct sim_link *l, const uint8_t *pkt, size_t len,
+			     const struct sim_peer *from)
+{
+	uint64_t now = sim_link_now(l), due;
+	struct sim_in *i;
+
+	sim_pace_set_rate(&l->in_pace, now, l->faults->bandwidth * 8);
+	if (!sim_pace_limited(&l->in_pace)) {
+		sim_node_submit(l->node, l, pkt, len, from);
+		return;
+	}
+	if (l->in_len >= SIM_LINK_IN_MAX) {
+		l->in_dropped++;
+		sim_log(SIM_LOG_DEBUG, l->where, "%zu requests on the wire: %zu bytes dropped",
+			l->in_len, len);
+		return;
+	}
+	due = sim_pace_charge(&l->in_pace, now, len);
+	i = malloc(sizeof(*i) + len);
+	if (!i)
+		return;
+	*i = (struct sim_in){.due_us = due, .len = len};
+	if (from)
+		i->from = *from;
+	memcpy(i->data, pkt, len);
+	if (l->in_tail)
+		l->in_tail->next = i;
+	else
+		l->in_head = i;
+	l->in_tail = i;
+	l->in_len++;
+	sim_link_arm_in(l);
+}
+
 void sim_link_receive(struct sim_link *l, const uint8_t *pkt, size_t len,
 		      const struct sim_peer *from, bool faults_done)
 {
@@ -156,7 +259,7 @@ void sim_link_receive(struct sim_link *l, const uint8_t *pkt, size_t len,
 			sim_log(SIM_LOG_DEBUG, l->where, "fault: request corrupted");
 		}
 	}
-	sim_node_submit(l->node, l, pkt, len, from);
+	sim_link_pace_in(l, pkt, len, from);
 }
 
 static int sim_link_on_out(sd_event_source *s, uint64_t usec, void *userdata);
@@ -293,13 +396,10 @@ void sim_link_send(struct sim_link *l, const uint8_t *pkt, size_t len, const str
 	}
 	if (sim_link_chance(l, f->corrupt_rate))
 		corrupt = true;
-	due = now + f->latency_us + (f->jitter_us ? sim_rng_below(&l->rng, f->jitter_us + 1) : 0);
-	if (f->bandwidth) {
-		uint64_t start = MAX(now, l->wire_free_us);
-
-		l->wire_free_us = start + (uint64_t)len * 1000000ULL / f->bandwidth;
-		due = MAX(due, l->wire_free_us);
-	}
+	/* The response passes the paced wire first, then travels. */
+	sim_pace_set_rate(&l->out_pace, now, f->bandwidth * 8);
+	due = sim_pace_charge(&l->out_pace, now, len);
+	due += f->latency_us + (f->jitter_us ? sim_rng_below(&l->rng, f->jitter_us + 1) : 0);
 	if (l->ordered)
 		due = MAX(due, l->last_due_us);
 	else if (!l->held && sim_link_chance(l, f->reorder_rate)) {

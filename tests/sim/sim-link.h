@@ -8,6 +8,7 @@
 #include <systemd/sd-event.h>
 
 #include "sim-config.h"
+#include "sim-pace.h"
 #include "sim-util.h"
 
 struct sim_node;
@@ -32,10 +33,17 @@ struct sim_link_ops {
 	void (*reconnect)(struct sim_link *l);
 	/* A console log line from the device (serial only). May be NULL. */
 	void (*console)(struct sim_link *l, const char *line);
+	/* How long the device's worker stays busy sending a response of len
+	 * bytes that it hands over now, buffers held: Zephyr's UART transport
+	 * writes with uart_poll_out() from the worker, so the answer's wire
+	 * time is part of the request. NULL (UDP: zsock_sendto() copies the
+	 * datagram, BLE) means 0. */
+	uint64_t (*tx_hold_us)(struct sim_link *l, size_t len);
 	void (*free)(struct sim_link *l);
 };
 
 struct sim_out;
+struct sim_in;
 
 /* Embedded as the first member of every transport. */
 struct sim_link {
@@ -51,9 +59,17 @@ struct sim_link {
 	bool corrupts_encoding;
 	bool down;	       /* hung up by the disconnect fault */
 	uint64_t bytes;	       /* carried since the last hang-up */
-	uint64_t wire_free_us; /* bandwidth model: when the last response has left */
+	/* --bandwidth, packet by packet, each way (sim-pace.h). */
+	struct sim_pace out_pace;
+	struct sim_pace in_pace;
 	uint64_t last_due_us;
 	struct sim_out *queue; /* responses waiting for their time, by due time */
+	/* Requests on the paced wire to the device, oldest first. */
+	struct sim_in *in_head;
+	struct sim_in *in_tail;
+	size_t in_len;
+	uint64_t in_dropped; /* tail drops: more than SIM_LINK_IN_MAX on the wire */
+	sd_event_source *in_timer;
 	struct sim_out *held;  /* reorder fault: sent right after the next response */
 	sd_event_source *out_timer;
 	sd_event_source *held_timer;
@@ -69,17 +85,26 @@ void sim_link_done(struct sim_link *l);
 struct sim_link *sim_link_free(struct sim_link *l);
 int sim_link_set_where(struct sim_link *l, const char *where);
 
+/* Requests a paced link holds on its way to the device, like a router's
+ * queue in front of a slow link; more are dropped at the tail. */
+#define SIM_LINK_IN_MAX 1024
+
 /* A request arrived from the client: input faults (unless the transport
- * applied them already), then the device's queue. */
+ * applied them already), --bandwidth (the request reaches the device once
+ * its last byte has passed, behind the earlier ones), then the device's
+ * queue. */
 void sim_link_receive(struct sim_link *l, const uint8_t *pkt, size_t len,
 		      const struct sim_peer *from, bool faults_done);
-/* A response for the client: output faults, latency, bandwidth, then
+/* A response for the client: output faults, --bandwidth (behind the earlier
+ * responses), then --latency and --jitter (the whole round trip's delay is
+ * added here, after the response has passed the paced wire), then
  * ops->transmit when its time comes. */
 void sim_link_send(struct sim_link *l, const uint8_t *pkt, size_t len, const struct sim_peer *to);
 /* Counts bytes the transport moved (both directions); triggers the
  * disconnect-after fault. */
 void sim_link_count(struct sim_link *l, size_t n);
-/* Drops responses not yet transmitted (the link or the device went away). */
+/* Drops responses not yet transmitted and requests still on the paced wire
+ * (the link or the device went away). */
 void sim_link_flush(struct sim_link *l);
 /* Draws from the link's generator: true when this unit should be lost or damaged. */
 bool sim_link_chance(struct sim_link *l, double rate);

@@ -39,19 +39,33 @@ struct sim_node {
 	size_t q_cap;
 	/* The request being worked on and what it produced. */
 	bool busy;
+	bool sending; /* its answer is on a wire the worker writes itself */
 	struct sim_job current;
 	struct sim_result result;
 	sd_event_source *busy_timer;
 	sd_event_source *boot_timer;
 	uint64_t requests;
 	uint64_t dropped;
+	uint64_t no_buffer; /* of those dropped: all buffers were taken */
 };
 
-/* Each waiting request holds one of the device's buffers; the one being
- * worked on holds two (its own and its response's). At least one may wait. */
-static size_t sim_node_queue_limit(const struct sim_node *n)
+/* Zephyr's SMP buffers: one pool of buf_count net_bufs shared by every
+ * transport (smp.c: NET_BUF_POOL_DEFINE(pkt_pool, ..._NETBUF_COUNT)). A
+ * transport takes one for each request as it arrives, without waiting
+ * (smp_packet_alloc(): K_NO_WAIT), and drops the request when none is free
+ * (smp_udp.c: "Failed to allocate mcumgr buffer"). The worker takes a second
+ * one for the answer when it starts on a request (smp_alloc_rsp()) and frees
+ * both once the answer is sent. So while one request is worked on, only
+ * buf_count - 2 more can wait. With buf_count 1 (MCUboot's serial recovery
+ * reports that; it has its own static buffers) one request at a time. */
+static unsigned sim_node_buffers_in_use(const struct sim_node *n)
 {
-	return n->cfg->buf_count > 3 ? n->cfg->buf_count - 2 : 1;
+	return (unsigned)n->q_len + (n->busy ? MIN(2u, n->cfg->buf_count) : 0);
+}
+
+static void sim_node_update_buffers(struct sim_node *n)
+{
+	sim_device_set_buffers_in_use(n->dev, sim_node_buffers_in_use(n));
 }
 
 static uint64_t sim_node_now(struct sim_node *n)
@@ -112,10 +126,11 @@ static void sim_node_drop_queue(struct sim_node *n, struct sim_link *only)
 			n->queue[kept++] = n->queue[i];
 	}
 	n->q_len = kept;
-	sim_device_set_buffers_in_use(n->dev, (unsigned)(n->q_len + n->busy));
+	sim_node_update_buffers(n);
 }
 
 static void sim_node_kick(struct sim_node *n);
+static int sim_node_on_done(sd_event_source *s, uint64_t usec, void *userdata);
 
 static int sim_node_on_boot(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -148,6 +163,7 @@ static void sim_node_go_down(struct sim_node *n, const char *reason)
 	n->state = SIM_NODE_DOWN;
 	n->busy_timer = sd_event_source_disable_unref(n->busy_timer);
 	n->busy = false;
+	n->sending = false;
 	sim_job_clear(&n->current);
 	sim_result_clear(&n->result);
 	sim_node_drop_queue(n, NULL);
@@ -195,28 +211,66 @@ void sim_node_reset(struct sim_node *n, const char *reason)
 	sim_node_go_down(n, reason);
 }
 
+static void sim_node_arm_busy(struct sim_node *n, uint64_t usec)
+{
+	int r;
+
+	if (!n->busy_timer) {
+		r = sd_event_add_time(n->event, &n->busy_timer, CLOCK_MONOTONIC,
+				      sim_node_now(n) + usec, SIM_TIMER_ACCURACY_US,
+				      sim_node_on_done, n);
+		if (r < 0) {
+			sim_log_errno(SIM_LOG_ERR, r, sim_device_name(n->dev),
+				      "cannot add a timer");
+			return;
+		}
+		sd_event_source_set_description(n->busy_timer, "sim-node-busy");
+	} else {
+		sd_event_source_set_time(n->busy_timer, sim_node_now(n) + usec);
+		sd_event_source_set_enabled(n->busy_timer, SD_EVENT_ONESHOT);
+	}
+}
+
+/* The worker is done with a request: its two buffers are free again. */
+static void sim_node_release(struct sim_node *n)
+{
+	n->busy = false;
+	n->sending = false;
+	sim_job_clear(&n->current);
+	sim_node_update_buffers(n);
+	sim_node_kick(n);
+}
+
 static int sim_node_on_done(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct sim_node *n = userdata;
 	struct sim_result res = n->result;
-	struct sim_job job = n->current;
+	struct sim_link *l = n->current.link;
+	uint64_t hold = 0;
 
+	if (n->sending) {
+		sim_node_release(n);
+		return 0;
+	}
 	n->result = (struct sim_result){0};
-	n->current = (struct sim_job){0};
-	n->busy = false;
-	sim_device_set_buffers_in_use(n->dev, (unsigned)n->q_len);
 	if (!res.power_loss)
-		for (size_t i = 0; i < res.n_pkts; i++)
-			sim_link_send(job.link, res.pkts[i].data, res.pkts[i].len, &job.peer);
+		for (size_t i = 0; i < res.n_pkts; i++) {
+			sim_link_send(l, res.pkts[i].data, res.pkts[i].len, &n->current.peer);
+			if (l->ops->tx_hold_us)
+				hold += l->ops->tx_hold_us(l, res.pkts[i].len);
+		}
 	if (res.power_loss)
 		sim_node_go_down(n, "power-loss");
 	else if (res.reset) {
 		sim_node_console(n, "<inf> mcumgr_os_grp: reset requested");
 		sim_node_go_down(n, "request");
-	}
+	} else if (hold > 0) {
+		/* Buffers and worker stay taken until the answer has left. */
+		n->sending = true;
+		sim_node_arm_busy(n, hold);
+	} else
+		sim_node_release(n);
 	sim_result_clear(&res);
-	sim_job_clear(&job);
-	sim_node_kick(n);
 	return 0;
 }
 
@@ -252,7 +306,7 @@ static void sim_node_kick(struct sim_node *n)
 	n->q_len--;
 	n->busy = true;
 	n->current = job;
-	sim_device_set_buffers_in_use(n->dev, (unsigned)(n->q_len + 2));
+	sim_node_update_buffers(n);
 	r = sim_device_process(n->dev, job.link, job.data, job.len, &n->result);
 	if (r < 0) {
 		sim_log_errno(SIM_LOG_ERR, r, sim_device_name(n->dev), "request dropped");
@@ -261,20 +315,7 @@ static void sim_node_kick(struct sim_node *n)
 	n->requests++;
 	if (sim_log_max >= SIM_LOG_DEBUG)
 		sim_node_log_request(n, &job);
-	if (!n->busy_timer) {
-		r = sd_event_add_time(n->event, &n->busy_timer, CLOCK_MONOTONIC,
-				      sim_node_now(n) + n->result.busy_us, SIM_TIMER_ACCURACY_US,
-				      sim_node_on_done, n);
-		if (r < 0) {
-			sim_log_errno(SIM_LOG_ERR, r, sim_device_name(n->dev),
-				      "cannot add a timer");
-			return;
-		}
-		sd_event_source_set_description(n->busy_timer, "sim-node-busy");
-	} else {
-		sd_event_source_set_time(n->busy_timer, sim_node_now(n) + n->result.busy_us);
-		sd_event_source_set_enabled(n->busy_timer, SD_EVENT_ONESHOT);
-	}
+	sim_node_arm_busy(n, n->result.busy_us);
 }
 
 void sim_node_submit(struct sim_node *n, struct sim_link *l, const uint8_t *pkt, size_t len,
@@ -295,9 +336,11 @@ void sim_node_submit(struct sim_node *n, struct sim_link *l, const uint8_t *pkt,
 		n->dropped++;
 		return;
 	}
-	if (n->busy && n->q_len >= sim_node_queue_limit(n)) {
-		sim_log(SIM_LOG_DEBUG, sim_device_name(n->dev), "out of buffers: request dropped");
+	if (sim_node_buffers_in_use(n) >= n->cfg->buf_count) {
+		sim_log(SIM_LOG_DEBUG, sim_device_name(n->dev),
+			"all %u buffers taken: request dropped", n->cfg->buf_count);
 		n->dropped++;
+		n->no_buffer++;
 		return;
 	}
 	if (n->q_len == n->q_cap) {
@@ -318,7 +361,7 @@ void sim_node_submit(struct sim_node *n, struct sim_link *l, const uint8_t *pkt,
 		return;
 	memcpy(j->data, pkt, len);
 	n->q_len++;
-	sim_device_set_buffers_in_use(n->dev, (unsigned)(n->q_len + (n->busy ? 2 : 0)));
+	sim_node_update_buffers(n);
 	sim_node_kick(n);
 }
 
@@ -411,18 +454,20 @@ void sim_node_dump(struct sim_node *n)
 	char ver[SMP_MCUBOOT_VERSION_STRING_MAX];
 
 	fprintf(stderr,
-		"smp-sim: %s: %s, version %s, swap %s, %llu requests, %llu dropped, %zu queued,"
-		" uptime %llu ms",
+		"smp-sim: %s: %s, version %s, swap %s, %llu requests, %llu dropped"
+		" (%llu without a buffer), %zu queued, uptime %llu ms",
 		sim_device_name(d),
 		n->state == SIM_NODE_UP	    ? "up"
 		: n->state == SIM_NODE_DOWN ? "rebooting"
 					    : "bricked",
 		sim_image_running_version(sim_device_image(d), ver),
 		sim_swap_type_to_string(sim_image_swap_type(sim_device_image(d))),
-		(unsigned long long)n->requests, (unsigned long long)n->dropped, n->q_len,
+		(unsigned long long)n->requests, (unsigned long long)n->dropped,
+		(unsigned long long)n->no_buffer, n->q_len,
 		(unsigned long long)sim_device_uptime_ms(d));
 	for (size_t i = 0; i < n->n_links; i++)
-		fprintf(stderr, "; %s %s%s", n->links[i]->ops->kind, n->links[i]->where,
-			n->links[i]->down ? " (down)" : "");
+		fprintf(stderr, "; %s %s%s, %llu dropped on the wire", n->links[i]->ops->kind,
+			n->links[i]->where, n->links[i]->down ? " (down)" : "",
+			(unsigned long long)n->links[i]->in_dropped);
 	fputc('\n', stderr);
 }

@@ -18,8 +18,12 @@
 #define SIM_SERIAL_MAX_FRAME 127
 /* Output the PTY has not taken yet; beyond this a device's UART would drop. */
 #define SIM_SERIAL_OUT_MAX (1024 * 1024)
-/* How far ahead of the emulated wire the PTY may be fed. */
-#define SIM_SERIAL_SLACK_US 2000
+/* With --baud, input is read from the PTY at most this far ahead of the
+ * emulated wire (reading early makes nothing arrive early: see below). */
+#define SIM_SERIAL_READ_AHEAD_US 10000
+/* With --baud, output goes to the PTY in batches at least this far apart:
+ * a byte is written once its 10 bits have passed, at most this much later. */
+#define SIM_SERIAL_BATCH_US 500
 
 struct sim_serial {
 	struct sim_link link;
@@ -35,12 +39,18 @@ struct sim_serial {
 	uint8_t *line;
 	size_t line_len;
 	bool line_overflow;
-	/* Bytes for the PTY, whole lines only. */
+	/* Bytes for the PTY, whole lines only; those before out_off are written. */
 	struct smp_buf out;
 	size_t out_off;
-	/* 8N1 emulation: when each direction's wire is free again. */
-	uint64_t tx_free_us;
-	uint64_t rx_free_us;
+	/* Bytes read from the PTY; those before in_off have reached the device. */
+	struct smp_buf in;
+	size_t in_off;
+	/* --baud: each direction is an 8N1 wire (sim-pace.h). Output bytes are
+	 * charged when the device queues them and written to the PTY once
+	 * they have passed; input bytes are charged when read from the PTY and
+	 * reach the device's line buffer once they have passed. */
+	struct sim_pace tx;
+	struct sim_pace rx;
 };
 
 static uint64_t sim_serial_now(struct sim_serial *s)
@@ -50,12 +60,6 @@ static uint64_t sim_serial_now(struct sim_serial *s)
 	if (sd_event_now(s->link.event, CLOCK_MONOTONIC, &t) < 0)
 		t = sim_now_usec();
 	return t;
-}
-
-/* Microseconds n bytes take at the emulated baud rate (10 bits each). */
-static uint64_t sim_serial_wire_us(const struct sim_serial *s, size_t n)
-{
-	return s->p.baud ? (uint64_t)n * 10 * 1000000ULL / s->p.baud : 0;
 }
 
 static void sim_serial_b64(struct smp_buf *out, const uint8_t *raw, size_t n)
@@ -143,54 +147,119 @@ static int sim_serial_on_throttle(sd_event_source *src, uint64_t usec, void *use
 	return 0;
 }
 
-/* Writes what the emulated wire allows, then decides which events to wait for. */
-static void sim_serial_update(struct sim_serial *s)
-{
-	uint64_t now = sim_serial_now(s), wake = 0;
-	uint32_t events = 0;
+static void sim_serial_line(struct sim_serial *s, uint8_t *line, size_t n);
 
-	if (s->master < 0)
-		return;
+/* Drops the bytes before *off once there are enough of them to bother. */
+static void sim_serial_compact(struct smp_buf *b, size_t *off)
+{
+	if (*off == b->len) {
+		smp_buf_clear(b);
+		*off = 0;
+	} else if (*off >= 4096) {
+		memmove(b->data, b->data + *off, b->len - *off);
+		b->len -= *off;
+		*off = 0;
+	}
+}
+
+/* Feeds the device's line buffer with the input bytes that have arrived. */
+static void sim_serial_take_input(struct sim_serial *s, uint64_t now)
+{
+	uint64_t first = s->rx.total - (s->in.len - s->in_off);
+	uint64_t arrived = sim_pace_passed(&s->rx, now);
+
+	while (s->in_off < s->in.len && first < arrived) {
+		uint8_t c = s->in.data[s->in_off++];
+
+		first++;
+		if (c == '\n') {
+			if (!s->line_overflow) {
+				s->line[s->line_len++] = '\n';
+				sim_serial_line(s, s->line, s->line_len);
+			} else
+				sim_log(SIM_LOG_DEBUG, s->link.where,
+					"line longer than %zu bytes dropped", s->p.line_max);
+			s->line_len = 0;
+			s->line_overflow = false;
+			if (s->master < 0)
+				return;
+		} else if (s->line_len + 1 < s->p.line_max)
+			s->line[s->line_len++] = c;
+		else
+			s->line_overflow = true;
+	}
+	sim_serial_compact(&s->in, &s->in_off);
+}
+
+/* Writes the output bytes that have passed the wire (all of them without
+ * --baud); returns when to come back for more (0: no need). */
+static uint64_t sim_serial_put_output(struct sim_serial *s, uint64_t now, uint32_t *events)
+{
 	while (s->out_off < s->out.len) {
+		uint64_t first = s->tx.total - (s->out.len - s->out_off);
+		uint64_t passed = sim_pace_passed(&s->tx, now);
 		size_t n = s->out.len - s->out_off;
 		ssize_t w;
 
-		if (s->p.baud) {
-			if (s->tx_free_us > now + SIM_SERIAL_SLACK_US) {
-				wake = s->tx_free_us - SIM_SERIAL_SLACK_US;
-				break;
-			}
-			n = MIN(n, MAX((size_t)1, (size_t)(s->p.baud / 10 * 4 / 1000)));
+		if (passed <= first) {
+			uint64_t batch =
+			    MAX(1ULL, (uint64_t)s->p.baud / 10 * SIM_SERIAL_BATCH_US / 1000000);
+
+			return sim_pace_when(&s->tx, MIN(first + batch, s->tx.total));
 		}
+		n = (size_t)MIN((uint64_t)n, passed - first);
 		w = write(s->master, s->out.data + s->out_off, n);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EINTR)
-				events |= EPOLLOUT;
+				*events |= EPOLLOUT;
 			else
 				sim_log(SIM_LOG_WARN, s->link.where, "write: %s", strerror(errno));
-			break;
+			return 0;
 		}
 		s->out_off += (size_t)w;
-		s->tx_free_us = MAX(s->tx_free_us, now) + sim_serial_wire_us(s, (size_t)w);
 		sim_link_count(&s->link, (size_t)w);
 		if (s->master < 0)
-			return; /* the byte count hung the link up */
+			return 0; /* the byte count hung the link up */
+		sim_serial_compact(&s->out, &s->out_off);
 	}
-	if (s->out_off == s->out.len) {
-		smp_buf_clear(&s->out);
-		s->out_off = 0;
-	}
-	if (s->p.baud && s->rx_free_us > now + SIM_SERIAL_SLACK_US) {
-		uint64_t t = s->rx_free_us - SIM_SERIAL_SLACK_US;
+	return 0;
+}
 
+/* Moves bytes both ways as far as the emulated wires allow, then decides
+ * which events to wait for. */
+static void sim_serial_update(struct sim_serial *s)
+{
+	uint64_t now = sim_serial_now(s), wake, t;
+	uint32_t events = 0;
+	const uint8_t *nl;
+
+	if (s->master < 0)
+		return;
+	sim_serial_take_input(s, now);
+	if (s->master < 0)
+		return;
+	wake = sim_serial_put_output(s, now, &events);
+	if (s->master < 0)
+		return;
+	/* The next complete line of input is the next thing the device acts on. */
+	nl = s->in_off < s->in.len ? memchr(s->in.data + s->in_off, '\n', s->in.len - s->in_off)
+				   : NULL;
+	if (nl) {
+		t = sim_pace_when(&s->rx,
+				  s->rx.total - (s->in.len - (size_t)(nl - s->in.data)) + 1);
+		wake = wake ? MIN(wake, t) : t;
+	}
+	if (sim_pace_free_us(&s->rx) > now + SIM_SERIAL_READ_AHEAD_US) {
+		t = sim_pace_free_us(&s->rx) - SIM_SERIAL_READ_AHEAD_US;
 		wake = wake ? MIN(wake, t) : t;
 	} else
 		events |= EPOLLIN;
 	sd_event_source_set_io_events(s->io, events);
 	if (wake) {
-		sd_event_source_set_time(s->throttle_timer, wake);
+		sd_event_source_set_time(s->throttle_timer, MAX(wake, now));
 		sd_event_source_set_enabled(s->throttle_timer, SD_EVENT_ONESHOT);
-	}
+	} else
+		sd_event_source_set_enabled(s->throttle_timer, SD_EVENT_OFF);
 }
 
 static void sim_serial_queue(struct sim_serial *s, const void *p, size_t n)
@@ -201,8 +270,11 @@ static void sim_serial_queue(struct sim_serial *s, const void *p, size_t n)
 		return;
 	}
 	smp_buf_append(&s->out, p, n);
-	if (smp_buf_error(&s->out))
+	if (smp_buf_error(&s->out)) {
 		sim_log(SIM_LOG_WARN, s->link.where, "out of memory for the port");
+		return;
+	}
+	sim_pace_charge(&s->tx, sim_serial_now(s), n);
 }
 
 static void sim_serial_console_line(struct sim_serial *s, const char *text)
@@ -293,42 +365,53 @@ static int sim_serial_on_io(sd_event_source *src, int fd, uint32_t revents, void
 {
 	struct sim_serial *s = userdata;
 	uint8_t buf[4096];
-	uint64_t now = sim_serial_now(s);
 	size_t want = sizeof(buf);
 	ssize_t n;
 
 	if (revents & EPOLLIN) {
+		/* At most what passes the wire in the read-ahead time. */
 		if (s->p.baud)
-			want = MIN(want, MAX((size_t)1, (size_t)(s->p.baud / 10 * 4 / 1000)));
+			want =
+			    MIN(want, MAX((size_t)1, (size_t)((uint64_t)s->p.baud / 10 *
+							      SIM_SERIAL_READ_AHEAD_US / 1000000)));
 		n = read(fd, buf, want);
 		if (n > 0) {
-			s->rx_free_us = MAX(s->rx_free_us, now) + sim_serial_wire_us(s, (size_t)n);
 			sim_link_count(&s->link, (size_t)n);
 			if (s->master < 0)
 				return 0;
-			for (ssize_t i = 0; i < n; i++) {
-				if (buf[i] == '\n') {
-					if (!s->line_overflow) {
-						s->line[s->line_len++] = '\n';
-						sim_serial_line(s, s->line, s->line_len);
-					} else
-						sim_log(SIM_LOG_DEBUG, s->link.where,
-							"line longer than %zu bytes dropped",
-							s->p.line_max);
-					s->line_len = 0;
-					s->line_overflow = false;
-					if (s->master < 0)
-						return 0;
-				} else if (s->line_len + 1 < s->p.line_max)
-					s->line[s->line_len++] = buf[i];
-				else
-					s->line_overflow = true;
+			smp_buf_append(&s->in, buf, (size_t)n);
+			if (smp_buf_error(&s->in)) {
+				sim_log(SIM_LOG_WARN, s->link.where, "out of memory for the port");
+				smp_buf_clear(&s->in);
+				s->in_off = 0;
+				return 0;
 			}
+			sim_pace_charge(&s->rx, sim_serial_now(s), (uint64_t)n);
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR && errno != EIO)
 			sim_log(SIM_LOG_WARN, s->link.where, "read: %s", strerror(errno));
 	}
 	sim_serial_update(s);
 	return 0;
+}
+
+/* Zephyr's UART transport writes the answer from the SMP worker, byte by
+ * byte (uart_mcumgr_send(): uart_poll_out()), so the worker and the
+ * request's buffers are held for the answer's wire time. */
+static uint64_t sim_serial_tx_hold_us(struct sim_link *l, size_t len)
+{
+	struct sim_serial *s = (struct sim_serial *)l;
+	struct smp_buf frame = SMP_BUF_INIT;
+	_cleanup_free_ uint8_t *zeros = NULL;
+	uint64_t us = 0;
+
+	if (!s->p.baud || len == 0)
+		return 0;
+	/* The framing's length does not depend on the bytes. */
+	zeros = calloc(1, len);
+	if (zeros && sim_serial_frame(zeros, len, &frame) == 0)
+		us = sim_pace_duration_us(&s->tx, frame.len);
+	smp_buf_clear(&frame);
+	return us;
 }
 
 static void sim_serial_close_pty(struct sim_serial *s)
@@ -352,6 +435,8 @@ static void sim_serial_close_pty(struct sim_serial *s)
 	s->master = s->slave = -1;
 	smp_buf_clear(&s->out);
 	s->out_off = 0;
+	smp_buf_clear(&s->in);
+	s->in_off = 0;
 	s->line_len = 0;
 	s->line_overflow = false;
 	if (s->dec)
@@ -394,7 +479,8 @@ static int sim_serial_open_pty(struct sim_serial *s)
 	if (r < 0)
 		return r;
 	sd_event_source_set_description(s->io, "sim-serial");
-	s->tx_free_us = s->rx_free_us = 0;
+	sim_pace_init(&s->tx, s->p.baud, 10);
+	sim_pace_init(&s->rx, s->p.baud, 10);
 	return 0;
 }
 
@@ -431,6 +517,7 @@ static void sim_serial_free(struct sim_link *l)
 	sd_event_source_disable_unref(s->throttle_timer);
 	sd_event_source_disable_unref(s->log_timer);
 	smp_serial_decoder_free(s->dec);
+	smp_buf_clear(&s->in);
 	free(s->line);
 	free(s->link_path);
 	sim_link_done(l);
@@ -443,6 +530,7 @@ static const struct sim_link_ops sim_serial_ops = {
     .hang_up = sim_serial_hang_up,
     .reconnect = sim_serial_reconnect,
     .console = sim_serial_console,
+    .tx_hold_us = sim_serial_tx_hold_us,
     .free = sim_serial_free,
 };
 

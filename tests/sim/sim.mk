@@ -4,6 +4,7 @@
 noinst_LIBRARIES += tests/sim/libsim.a
 tests_sim_libsim_a_SOURCES = \
 	tests/sim/sim-util.c tests/sim/sim-util.h \
+	tests/sim/sim-pace.c tests/sim/sim-pace.h \
 	tests/sim/sim-config.c tests/sim/sim-config.h \
 	tests/sim/sim-smp.c tests/sim/sim-smp.h \
 	tests/sim/sim-image.c tests/sim/sim-image.h \
@@ -34,6 +35,7 @@ tests_sim_libsimtest_a_CFLAGS = $(TEST_CFLAGS)
 # test-sim-device runs the device model in-process; the others start the real
 # smp-sim (built by "make" as a noinst program) and drive it with libsmp.
 SIM_TESTS = \
+	tests/sim/test-sim-pace \
 	tests/sim/test-sim-device \
 	tests/sim/test-sim-udp \
 	tests/sim/test-sim-serial \
@@ -41,6 +43,8 @@ SIM_TESTS = \
 check_PROGRAMS += $(SIM_TESTS)
 TESTS += $(SIM_TESTS)
 SIM_TEST_LIBS = tests/sim/libsimtest.a tests/sim/libsim.a tests/sim/libsimbluez.a $(TEST_LIBS)
+tests_sim_test_sim_pace_CFLAGS = $(TEST_CFLAGS)
+tests_sim_test_sim_pace_LDADD = $(SIM_TEST_LIBS)
 tests_sim_test_sim_device_CFLAGS = $(TEST_CFLAGS)
 tests_sim_test_sim_device_LDADD = $(SIM_TEST_LIBS)
 tests_sim_test_sim_udp_CFLAGS = $(TEST_CFLAGS)

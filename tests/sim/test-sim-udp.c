@@ -544,6 +544,116 @@ static void test_timing(void)
 	}
 }
 
+/* Lowest free count of the device's one memory pool ("smp_buf"), -1 if unknown. */
+static long long pool_min_free(struct smp_client *c)
+{
+	struct smp_response *rsp =
+	    sim_test_call(event, c, SIM_REQ0(smp_os_mpstat_request), 2000, NULL);
+	struct smp_os_mpstat *m = NULL;
+	long long min = -1;
+
+	if (rsp && smp_os_mpstat_parse(rsp, &m) == 0 && m->n_pools == 1 && m->pools[0].has_min)
+		min = (long long)m->pools[0].min;
+	smp_os_mpstat_free(m);
+	smp_response_free(rsp);
+	return min;
+}
+
+/* Zephyr's buffer pool: a request takes a buffer as it arrives or is
+ * dropped; the one being worked on holds a second one for its answer. */
+static void test_buffers(void)
+{
+	static const char *const counts[] = {"2", "3", "4"};
+	const char *file = "tests/data/images/hash-only-1.2.3+4.bin";
+
+	for (size_t i = 0; i < ELEMENTSOF(counts); i++) {
+		/* Erasing storage keeps the worker busy 64 x 5 ms. */
+		const char *args[] = {
+		    "--udp", "127.0.0.1:0", "--buf-count", counts[i], "--flash-erase-us-per-kib",
+		    "5000",  NULL};
+		/* Group 63 (Zephyr basic), command 0, WRITE: erase storage. */
+		uint8_t erase[] = {0x0a, 0, 0, 1, 0, 63, 100, 0, 0xa0};
+		unsigned bc = (unsigned)atoi(counts[i]), answered = 0, expect = bc - 2;
+		bool erased = false, in_order = true;
+		struct sim_proc p;
+		uint8_t req[64], rsp[256];
+		ssize_t n;
+		int fd;
+
+		if (!start(&p, args)) {
+			ok(false, "smp-sim --buf-count %s starts", counts[i]);
+			continue;
+		}
+		fd = udp_of(&p, 0);
+		send(fd, erase, sizeof(erase), 0);
+		for (uint8_t seq = 1; seq <= 3; seq++) {
+			size_t len = echo_req(req, "queued?", seq, 1);
+
+			send(fd, req, len, 0);
+		}
+		while ((n = sim_test_udp_recv(fd, rsp, sizeof(rsp), 1000)) > 8) {
+			if (rsp[6] == 100)
+				erased = true;
+			else if (rsp[6] == answered + 1)
+				answered++;
+			else
+				in_order = false;
+		}
+		ok(erased && in_order && answered == expect,
+		   "buf_count %u: erase answered, %u of 3 echoes sent meanwhile answered"
+		   " (%u waiting + 2 in use), the rest dropped",
+		   bc, answered, expect);
+		n = echo(fd, "and now?", 9, 1000, rsp, sizeof(rsp));
+		ok(n > 8 && rsp[6] == 9, "buf_count %u: the buffers are free again", bc);
+		close(fd);
+		sim_proc_stop(&p, SIGTERM, 5000);
+	}
+
+	/* libsmp's window (buf_count - 1) fills the pool and never overflows
+	 * it; one more in flight does. Flash writes of 20 ms per KiB make the
+	 * requests queue at the device. */
+	for (unsigned claim = 4; claim <= 5; claim++) {
+		const char *args[] = {
+		    "--udp", "127.0.0.1:0", "--buf-count", "4", "--flash-write-us-per-kib",
+		    "20000", NULL};
+		struct smp_client_stats st;
+		struct smp_client *c;
+		struct upload_wait w;
+		struct sim_proc p;
+		long long min;
+
+		if (!start(&p, args)) {
+			ok(false, "smp-sim --buf-count 4 starts");
+			continue;
+		}
+		c = client_for(&p, 0);
+		/* claim 5: a client that believes in one buffer more. */
+		smp_client_set_params(c, 2048, claim);
+		w = upload_file(c, file);
+		smp_client_get_stats(c, &st);
+		min = pool_min_free(c);
+		if (claim == 4) {
+			is_int(smp_client_get_window(c), 3, "buf_count 4: a window of 3");
+			ok(w.done && w.error == 0 && w.res.verified,
+			   "upload with 3 in flight: verified");
+			ok(st.timeouts == 0 && st.retransmits == 0,
+			   "nothing lost: %llu timeouts, %llu retransmissions",
+			   (unsigned long long)st.timeouts, (unsigned long long)st.retransmits);
+			is_int(min, 0, "every buffer was in use at some point (pool minimum 0)");
+		} else {
+			is_int(smp_client_get_window(c), 4, "a client told 5 buffers: window 4");
+			/* The client learns of a drop from the answer to a later request. */
+			ok(w.done && w.error == 0 && st.responses < st.requests &&
+			       w.res.resends > 0,
+			   "4 in flight: %llu of %llu requests dropped unanswered, %u resends",
+			   (unsigned long long)(st.requests - st.responses),
+			   (unsigned long long)st.requests, w.res.resends);
+		}
+		smp_client_unref(c);
+		sim_proc_stop(&p, SIGTERM, 5000);
+	}
+}
+
 static void test_device_faults(void)
 {
 	static const char *const busy[] = {"--udp", "127.0.0.1:0", "--busy-rate", "1", NULL};
@@ -788,6 +898,7 @@ int main(void)
 	test_drop_corrupt();
 	test_dup_reorder();
 	test_timing();
+	test_buffers();
 	test_device_faults();
 	test_boot_faults();
 	test_many();
