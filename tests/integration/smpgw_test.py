@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 top_srcdir = os.environ.get("top_srcdir", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -70,14 +71,93 @@ def built():
 
 
 _pending = {}
+_drains = {}
+
+
+class _Drain:
+    """Reads a pipe to its end in a thread, so a process that logs more than
+    a pipe holds never blocks on a test that is busy elsewhere (a stalled
+    smpgwd would look like a daemon bug). wait_line() reads from it."""
+
+    def __init__(self, f):
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, args=(f,), daemon=True)
+        self.thread.start()
+
+    def _run(self, f):
+        while True:
+            try:
+                chunk = os.read(f.fileno(), 65536)
+            except (OSError, ValueError):  # closed by Harness.close()
+                chunk = b""
+            with self.cond:
+                if not chunk:
+                    self.eof = True
+                else:
+                    self.buf += chunk
+                self.cond.notify_all()
+            if not chunk:
+                return
+
+    def wait_line(self, match, timeout):
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                while b"\n" in self.buf[self.pos:]:
+                    nl = self.buf.index(b"\n", self.pos)
+                    text = self.buf[self.pos:nl].decode(errors="replace")
+                    self.pos = nl + 1
+                    if match(text):
+                        return text
+                left = end - time.monotonic()
+                if self.eof or left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def wait_text(self, text, timeout):
+        """Waits until text appears anywhere in what was read (or EOF);
+        returns everything read so far, consuming nothing."""
+        end = time.monotonic() + timeout
+        want = text.encode()
+        with self.cond:
+            while want not in self.buf and not self.eof:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            return self.buf.decode(errors="replace")
+
+    def rest(self, timeout=20):
+        self.thread.join(timeout)
+        with self.cond:
+            data = self.buf[self.pos:]
+            self.pos = len(self.buf)
+            return data
+
+
+def drain(proc, stream="stderr"):
+    """Starts draining proc's stream (a pipe) in the background."""
+    _drains[(proc, stream)] = _Drain(getattr(proc, stream))
+
+
+def log_text(proc, until, timeout):
+    """The whole stderr of a drained process (see drain()) once it holds
+    until, or after timeout seconds or its end."""
+    return _drains[(proc, "stderr")].wait_text(until, timeout)
 
 
 def wait_line(proc, prefix, timeout, stream="stdout"):
     """Reads proc's stdout (or stderr) until a line starting with (or, for
     stderr, containing) prefix; returns it or None. Lines read past the one
     returned are kept for the next call."""
-    f = getattr(proc, stream)
     key = (proc, stream)
+    if key in _drains:
+        return _drains[key].wait_line(
+            lambda t: t.startswith(prefix) or (stream == "stderr" and prefix in t), timeout)
+    f = getattr(proc, stream)
     end = time.monotonic() + timeout
     buf = _pending.get(key, b"")
     while True:
@@ -196,6 +276,7 @@ enabled = {'yes' if self.bus else 'no'}
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.procs.append(p)
         self.gwd = p
+        drain(p)
         if wait_ready:
             line = wait_line(p, "API at http", timeout, stream="stderr")
             if line:
@@ -236,6 +317,8 @@ enabled = {'yes' if self.bus else 'no'}
         the rest of its stderr, with what wait_line() had read past the
         line it returned. For checks on what was logged (never a secret)."""
         p = proc or self.gwd
+        if (p, "stderr") in _drains:
+            return _drains[(p, "stderr")].rest().decode(errors="replace")
         rest = p.stderr.read() if p.stderr else b""
         return (_pending.pop((p, "stderr"), b"") + rest).decode(errors="replace")
 

@@ -108,7 +108,7 @@ def stop_clean(h):
     """Stops smpgwd: a clean exit, and nothing from the sanitizers on its
     stderr (the leak checker runs at exit)."""
     rc = h.stop_daemon()
-    err = h.gwd.stderr.read().decode(errors="replace") if h.gwd else ""
+    err = h.daemon_log() if h.gwd else ""
     bad = [l for l in err.splitlines() if "Sanitizer" in l or "runtime error" in l]
     for line in bad[:20]:
         diag(line)

@@ -3,13 +3,11 @@
 version with a viewer token, 401/403/404/405 answers, the OpenAPI document it
 serves, and secrets kept out of its log. Speaks TAP; every wait is bounded."""
 import os
-import select
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smpgw_test import Harness, ok, is_eq, diag, done, skip_all, built, top_builddir  # noqa: E402
+from smpgw_test import Harness, ok, is_eq, diag, done, skip_all, built, top_builddir, log_text  # noqa: E402
 
 
 def error_code(body):
@@ -19,19 +17,8 @@ def error_code(body):
 
 
 def read_log_until(proc, text, timeout, acc):
-    """Appends proc's stderr to acc[0] until it holds text; at most timeout seconds."""
-    from smpgw_test import _pending
-    key = (proc, "stderr")
-    acc[0] += _pending.pop(key, b"").decode(errors="replace")
-    end = time.monotonic() + timeout
-    while text not in acc[0] and time.monotonic() < end:
-        r, _, _ = select.select([proc.stderr], [], [], max(0, end - time.monotonic()))
-        if not r:
-            break
-        chunk = os.read(proc.stderr.fileno(), 65536)
-        if not chunk:
-            break
-        acc[0] += chunk.decode(errors="replace")
+    """Sets acc[0] to proc's whole stderr once it holds text; at most timeout seconds."""
+    acc[0] = log_text(proc, text, timeout)
     return text in acc[0]
 
 
