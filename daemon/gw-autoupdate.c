@@ -13,9 +13,6 @@
 #include "daemon/gw-manager.h"
 #include "daemon/gw-poller.h"
 #include "daemon/gw-registry.h"
-/* Only for gw_rollout_strategy_parse(): a rule's strategy is checked by the
- * parser its rollouts will go through. */
-#include "daemon/gw-rollout-internal.h"
 #include "daemon/gw-rollouts.h"
 #include "db/db-auto-updates.h"
 #include "lib/macro.h"
@@ -172,7 +169,6 @@ static int gw_autoupdate_parse(struct gw_autoupdate *au, const json_t *req,
 	static const char *const keys[] = { "name", "enabled", "selector", "firmware",
 					    "image_name", "strategy", "window",
 					    "allow_downgrade" };
-	struct gw_rollout_strategy parsed;
 	json_t *v;
 	const char *key;
 	int r;
@@ -243,7 +239,7 @@ static int gw_autoupdate_parse(struct gw_autoupdate *au, const json_t *req,
 	if (v && !json_is_null(v) &&
 	    json_object_set(rule->strategy, "window", v) < 0)
 		return -ENOMEM;
-	r = gw_rollout_strategy_parse(rule->strategy, &parsed, err, errlen);
+	r = gw_rollouts_check_strategy(rule->strategy, err, errlen);
 	if (r < 0) {
 		if (json_object_get(rule->strategy, "window") && strstr(err, "window"))
 			snprintf(err, errlen, "window must be \"HH:MM-HH:MM\" (local time, two "

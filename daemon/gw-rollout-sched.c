@@ -8,6 +8,7 @@
 #include "daemon/gw-log.h"
 #include "daemon/gw-manager.h"
 #include "daemon/gw-rollout-internal.h"
+#include "daemon/gw-rollouts.h"
 #include "lib/macro.h"
 
 #define LOG "rollouts"
@@ -81,6 +82,13 @@ static int gw_strategy_window(const char *text, struct gw_rollout_strategy *s)
 		return -EINVAL;
 	s->has_window = true;
 	return 0;
+}
+
+int gw_rollouts_check_strategy(const json_t *strategy, char *err, size_t errlen)
+{
+	struct gw_rollout_strategy parsed;
+
+	return gw_rollout_strategy_parse(strategy, &parsed, err, errlen);
 }
 
 int gw_rollout_strategy_parse(const json_t *j, struct gw_rollout_strategy *ret, char *err,

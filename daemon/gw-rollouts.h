@@ -117,6 +117,10 @@ void gw_rollouts_foreach_job_count(struct gw_rollouts *rs, gw_rollouts_count_fn 
 typedef void (*gw_rollouts_bytes_fn)(int64_t rollout, uint64_t done, uint64_t total, void *userdata);
 void gw_rollouts_foreach_bytes(struct gw_rollouts *rs, gw_rollouts_bytes_fn fn, void *userdata);
 
+/* Checks a "strategy" object as gw_rollouts_create() would (for rules that
+ * start rollouts later). Returns 0, or -EINVAL with a sentence in err. */
+int gw_rollouts_check_strategy(const json_t *strategy, char *err, size_t errlen);
+
 /* Writes the batched upload progress now (shutdown; also every 2 s while
  * uploads run). Returns 0 or -errno. */
 int gw_rollouts_flush(struct gw_rollouts *rs);
