@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-event.h>
 
 #include "api/api-metrics.h"
 #include "api/api.h"
@@ -53,9 +54,23 @@ _printf_(2, 3) static void api_metrics_printf(struct smp_buf *b, const char *fmt
 	}
 }
 
+/* smp_buf_append() without the call while the buffer has room: a scrape of
+ * 1,000 devices makes hundreds of thousands of small appends. */
+static inline void api_metrics_put(struct smp_buf *b, const char *s, size_t n)
+{
+	if (n == 0) /* s may be NULL then: an empty text kept for a device */
+		return;
+	if (b->data && !b->err && n <= b->cap - b->len && (!b->limit || b->len + n <= b->limit)) {
+		memcpy(b->data + b->len, s, n);
+		b->len += n;
+		return;
+	}
+	smp_buf_append(b, s, n);
+}
+
 static void api_metrics_puts(struct smp_buf *b, const char *s)
 {
-	smp_buf_append(b, s, strlen(s));
+	api_metrics_put(b, s, strlen(s));
 }
 
 static void api_metrics_family(struct smp_buf *b, const char *name, const char *type,
@@ -67,20 +82,26 @@ static void api_metrics_family(struct smp_buf *b, const char *name, const char *
 /* A label value per the text format: backslash, double quote and line feed escaped. */
 static void api_metrics_escape(struct smp_buf *b, const char *s)
 {
-	for (const char *p = s ? s : ""; *p; p++) {
+	const char *p = s ? s : "";
+
+	for (;;) {
+		size_t n = strcspn(p, "\\\"\n");
+
+		api_metrics_put(b, p, n);
+		p += n;
 		switch (*p) {
+		case '\0':
+			return;
 		case '\\':
-			smp_buf_append(b, "\\\\", 2);
+			api_metrics_put(b, "\\\\", 2);
 			break;
 		case '"':
-			smp_buf_append(b, "\\\"", 2);
+			api_metrics_put(b, "\\\"", 2);
 			break;
-		case '\n':
-			smp_buf_append(b, "\\n", 2);
-			break;
-		default:
-			smp_buf_append(b, p, 1);
+		default: /* '\n' */
+			api_metrics_put(b, "\\n", 2);
 		}
+		p++;
 	}
 }
 
@@ -96,32 +117,64 @@ static void api_metrics_series(struct smp_buf *b, const char *name, ...)
 	while ((k = va_arg(ap, const char *))) {
 		const char *v = va_arg(ap, const char *);
 
-		api_metrics_puts(b, first ? "{" : ",");
+		api_metrics_put(b, first ? "{" : ",", 1);
 		api_metrics_puts(b, k);
-		api_metrics_puts(b, "=\"");
+		api_metrics_put(b, "=\"", 2);
 		api_metrics_escape(b, v);
-		api_metrics_puts(b, "\"");
+		api_metrics_put(b, "\"", 1);
 		first = false;
 	}
 	va_end(ap);
 	if (!first)
-		api_metrics_puts(b, "}");
+		api_metrics_put(b, "}", 1);
 }
 
+/* The decimal digits of v, written backwards so that they end at end;
+ * returns where they start. */
+static char *api_metrics_digits(char *end, uint64_t v)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return end;
+}
+
+/* " <v>\n" without printf, the other hot spot of a large scrape. */
 static void api_metrics_value_u64(struct smp_buf *b, uint64_t v)
 {
-	api_metrics_printf(b, " %" PRIu64 "\n", v);
+	char text[24], *end = text + sizeof(text) - 1, *p;
+
+	*end = '\n';
+	p = api_metrics_digits(end, v);
+	*--p = ' ';
+	api_metrics_put(b, p, (size_t)(end + 1 - p));
 }
 
 static void api_metrics_value_i64(struct smp_buf *b, int64_t v)
 {
+	if (v >= 0) {
+		api_metrics_value_u64(b, (uint64_t)v);
+		return;
+	}
 	api_metrics_printf(b, " %" PRId64 "\n", v);
 }
 
 /* Milliseconds as seconds, exactly. */
 static void api_metrics_value_ms(struct smp_buf *b, uint64_t ms)
 {
-	api_metrics_printf(b, " %" PRIu64 ".%03u\n", ms / 1000, (unsigned)(ms % 1000));
+	char text[32], *end = text + sizeof(text) - 1, *p;
+	unsigned frac = (unsigned)(ms % 1000);
+
+	*end = '\n';
+	p = end - 3;
+	p[0] = (char)('0' + frac / 100);
+	p[1] = (char)('0' + frac / 10 % 10);
+	p[2] = (char)('0' + frac % 10);
+	*--p = '.';
+	p = api_metrics_digits(p, ms / 1000);
+	*--p = ' ';
+	api_metrics_put(b, p, (size_t)(end + 1 - p));
 }
 
 static void api_metrics_value_double(struct smp_buf *b, double v)
@@ -262,6 +315,17 @@ static void api_metrics_active_image(struct gw_device *d, const char **ret_versi
 	}
 }
 
+static void api_metrics_device_info(struct smp_buf *b, struct gw_device *d)
+{
+	const char *version, *hash;
+
+	api_metrics_active_image(d, &version, &hash);
+	api_metrics_series(b, "smpgw_device_info", "device", d->id, "name", d->name ? d->name : "",
+			   "transport", gw_transport_to_string(d->transport), "version", version,
+			   "hash", hash, NULL);
+	api_metrics_value_u64(b, 1);
+}
+
 static void api_metrics_device_stats(struct smp_buf *b, struct gw_device *d)
 {
 	json_t *stats = gw_registry_get_reported(d, "stats", NULL);
@@ -282,13 +346,282 @@ static void api_metrics_device_stats(struct smp_buf *b, struct gw_device *d)
 	}
 }
 
-static void api_metrics_devices(struct smp_buf *b, struct gw_manager *m)
+/*
+ * The route's cache. Walking every device's reported JSON on each scrape is
+ * bound by memory latency (a few dozen scattered objects per device), so
+ * the two families drawn from it, smpgw_device_info and smpgw_device_stat,
+ * are kept per device as text and made again only when the registry
+ * announces a change of what they show (a listener). The families drawn
+ * from the device's own fields are written at each scrape. The loop owns
+ * the cache (a floating, never enabled source whose destroy callback frees
+ * it): nothing else here lives as long as the route.
+ */
+struct api_metrics_item {
+	char *id;            /* a copy: the device may be gone before the next resync */
+	struct gw_device *d; /* NULL once removed */
+	struct smp_buf info; /* api_metrics_device_info(), when info_fresh */
+	struct smp_buf stats;/* api_metrics_device_stats(), when stats_fresh */
+	uint64_t stats_at;   /* when has_stats, with stats */
+	bool has_stats;
+	bool info_fresh;
+	bool stats_fresh;
+};
+
+struct api_metrics_cache {
+	struct gw_manager *m;
+	struct gw_registry *registry;   /* listened to from the first scrape on */
+	struct api_metrics_item *items; /* in id order, as the registry */
+	size_t n;
+	bool resync;                    /* devices came or went since items was built */
+	/* The reply's bytes, kept with their allocation from one scrape to the
+	 * next (api_reply_bytes() copies them): a body of this size freed and
+	 * allocated again costs page faults each time. */
+	struct smp_buf body;
+};
+
+static void api_metrics_item_clear(struct api_metrics_item *it)
 {
-	uint64_t now = gw_now_ms();
+	smp_buf_clear(&it->info);
+	smp_buf_clear(&it->stats);
+	free(it->id);
+	*it = (struct api_metrics_item){};
+}
+
+/* Makes the item's texts again where the registry said they changed.
+ * Returns 0 or -ENOMEM (the item is then made again next time). */
+static int api_metrics_item_fresh(struct api_metrics_item *it)
+{
+	if (!it->info_fresh) {
+		it->info.len = 0;
+		api_metrics_device_info(&it->info, it->d);
+		if (smp_buf_error(&it->info) < 0) {
+			smp_buf_clear(&it->info);
+			return -ENOMEM;
+		}
+		it->info_fresh = true;
+	}
+	if (!it->stats_fresh) {
+		it->stats.len = 0;
+		api_metrics_device_stats(&it->stats, it->d);
+		if (smp_buf_error(&it->stats) < 0) {
+			smp_buf_clear(&it->stats);
+			return -ENOMEM;
+		}
+		it->has_stats = gw_registry_get_reported(it->d, "stats", &it->stats_at) != NULL;
+		it->stats_fresh = true;
+	}
+	return 0;
+}
+
+static struct api_metrics_item *api_metrics_cache_find(struct api_metrics_cache *c,
+							struct gw_device *d)
+{
+	size_t lo = 0, hi = c->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int k = strcmp(c->items[mid].id, d->id);
+
+		if (k == 0)
+			return c->items[mid].d == d ? &c->items[mid] : NULL;
+		if (k < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void api_metrics_on_registry(struct gw_registry *r, enum gw_registry_event ev,
+				    struct gw_device *d, const char *section, void *userdata)
+{
+	struct api_metrics_cache *c = userdata;
+	struct api_metrics_item *it;
+
+	if (ev == GW_REGISTRY_ADDED) {
+		c->resync = true;
+		return;
+	}
+	it = api_metrics_cache_find(c, d);
+	if (!it)
+		return;
+	switch (ev) {
+	case GW_REGISTRY_REMOVED:
+		/* Keeps the id (the array stays sorted) but never the device:
+		 * one registered again under that id is another. */
+		it->d = NULL;
+		it->info_fresh = it->stats_fresh = false;
+		c->resync = true;
+		break;
+	case GW_REGISTRY_CHANGED: /* the name */
+		it->info_fresh = false;
+		break;
+	case GW_REGISTRY_REPORTED:
+		if (strcmp(section, "image_state") == 0)
+			it->info_fresh = false;
+		else if (strcmp(section, "stats") == 0)
+			it->stats_fresh = false;
+		break;
+	default: /* online and offline: written at each scrape */
+		break;
+	}
+}
+
+static void api_metrics_cache_drop(struct api_metrics_cache *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		api_metrics_item_clear(&c->items[i]);
+	free(c->items);
+	c->items = NULL;
+	c->n = 0;
+}
+
+/* Rebuilds the items in the registry's order, keeping the texts of every
+ * device still there. Returns 0, or -ENOMEM with the cache emptied. */
+static int api_metrics_cache_resync(struct api_metrics_cache *c)
+{
+	size_t n = gw_registry_count(c->registry), k = 0, old = 0;
+	struct api_metrics_item *items = calloc(MAX(n, (size_t)1), sizeof(*items));
 	struct gw_device *d;
 
-#define FOREACH_DEVICE for (d = gw_registry_next(m->registry, NULL); d; \
-			    d = gw_registry_next(m->registry, d->id))
+	if (!items)
+		goto oom;
+	for (d = gw_registry_next(c->registry, NULL); d && k < n;
+	     d = gw_registry_next(c->registry, d->id)) {
+		/* Both in id order: what is below d is gone. */
+		while (old < c->n && strcmp(c->items[old].id, d->id) < 0)
+			old++;
+		if (old < c->n && c->items[old].d == d) {
+			items[k++] = c->items[old];
+			c->items[old++] = (struct api_metrics_item){};
+			continue;
+		}
+		items[k].d = d;
+		items[k].id = strdup(d->id);
+		if (!items[k++].id)
+			goto oom;
+	}
+	api_metrics_cache_drop(c);
+	c->items = items;
+	c->n = k;
+	c->resync = false;
+	return 0;
+oom:
+	for (size_t i = 0; i < k; i++)
+		api_metrics_item_clear(&items[i]);
+	free(items);
+	api_metrics_cache_drop(c);
+	return -ENOMEM;
+}
+
+/* Follows the manager's registry from the first scrape on. Returns 1 when
+ * the items may serve, 0 when they may not (no registry, or not the one
+ * listened to), -ENOMEM. */
+static int api_metrics_cache_sync(struct api_metrics_cache *c)
+{
+	struct gw_manager *m = c->m;
+	int r;
+
+	if (!c->registry) {
+		if (!m->registry)
+			return 0;
+		r = gw_registry_add_listener(m->registry, api_metrics_on_registry, c);
+		if (r < 0)
+			return r;
+		c->registry = m->registry;
+		c->resync = true;
+	}
+	if (c->registry != m->registry)
+		return 0;
+	if (c->resync) {
+		r = api_metrics_cache_resync(c);
+		if (r < 0)
+			return r;
+	}
+	return 1;
+}
+
+static void api_metrics_cache_destroy(void *userdata)
+{
+	struct api_metrics_cache *c = userdata;
+
+	/* The manager frees its registry before its loop: only a registry
+	 * still in place is listened to by us. */
+	if (c->registry && c->m->registry == c->registry)
+		gw_registry_remove_listener(c->registry, api_metrics_on_registry, c);
+	api_metrics_cache_drop(c);
+	smp_buf_clear(&c->body);
+	free(c);
+}
+
+static int api_metrics_cache_never(sd_event_source *s, void *userdata)
+{
+	return 0;
+}
+
+/* The route's cache, owned by m's loop. Returns 0 or -errno. */
+static int api_metrics_cache_new(struct gw_manager *m, struct api_metrics_cache **ret)
+{
+	_cleanup_(sd_event_source_unrefp) sd_event_source *s = NULL;
+	struct api_metrics_cache *c;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->m = m;
+	r = sd_event_add_defer(m->event, &s, api_metrics_cache_never, c);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	/* From here on the source frees c, whatever fails. */
+	r = sd_event_source_set_destroy_callback(s, api_metrics_cache_destroy);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	r = sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	if (r >= 0)
+		r = sd_event_source_set_description(s, "api-metrics-cache");
+	if (r >= 0)
+		r = sd_event_source_set_floating(s, true);
+	if (r < 0)
+		return r;
+	*ret = c;
+	return 0;
+}
+
+/* The device families; c (when it serves) holds each device's info and stats text. */
+static void api_metrics_devices(struct smp_buf *b, struct gw_manager *m,
+				struct api_metrics_cache *c)
+{
+	uint64_t now = gw_now_ms();
+	size_t n = gw_registry_count(m->registry), k = 0, i;
+	_cleanup_free_ struct gw_device **devs = NULL;
+	struct api_metrics_item *it = NULL;
+	struct gw_device *d;
+	int r;
+
+	r = c ? api_metrics_cache_sync(c) : 0;
+	if (r == 0) {
+		c = NULL;
+		devs = calloc(MAX(n, (size_t)1), sizeof(*devs));
+		if (!devs)
+			r = -ENOMEM;
+		/* Walked once: each step of gw_registry_next() is a search, and
+		 * every family below goes over all devices. */
+		for (d = gw_registry_next(m->registry, NULL); devs && d && k < n;
+		     d = gw_registry_next(m->registry, d->id))
+			devs[k++] = d;
+	} else
+		k = c->n;
+	if (r < 0) {
+		b->err = r; /* the buffer's sticky error: the scrape fails whole */
+		return;
+	}
+#define FOREACH_DEVICE \
+	for (i = 0; i < k && ((it = c ? &c->items[i] : NULL), (d = c ? it->d : devs[i])); i++)
 
 	api_metrics_devices_count(b, m);
 
@@ -318,25 +651,30 @@ static void api_metrics_devices(struct smp_buf *b, struct gw_manager *m)
 	api_metrics_family(b, "smpgw_device_info", "gauge",
 			   "Always 1: the device's name, transport and running image.");
 	FOREACH_DEVICE {
-		const char *version, *hash;
-
-		api_metrics_active_image(d, &version, &hash);
-		api_metrics_series(b, "smpgw_device_info", "device", d->id, "name",
-				   d->name ? d->name : "", "transport",
-				   gw_transport_to_string(d->transport), "version", version, "hash",
-				   hash, NULL);
-		api_metrics_value_u64(b, 1);
+		if (!it) {
+			api_metrics_device_info(b, d);
+			continue;
+		}
+		if (api_metrics_item_fresh(it) < 0) {
+			b->err = -ENOMEM;
+			return;
+		}
+		api_metrics_put(b, (const char *)it->info.data, it->info.len);
 	}
 	api_metrics_family(b, "smpgw_device_stat", "gauge",
 			   "Each field of each statistics group the device reported.");
-	FOREACH_DEVICE
-		api_metrics_device_stats(b, d);
+	FOREACH_DEVICE {
+		if (it)
+			api_metrics_put(b, (const char *)it->stats.data, it->stats.len);
+		else
+			api_metrics_device_stats(b, d);
+	}
 	api_metrics_family(b, "smpgw_device_stats_age_seconds", "gauge",
 			   "Age of the statistics the device last reported.");
 	FOREACH_DEVICE {
-		uint64_t at;
+		uint64_t at = it ? it->stats_at : 0;
 
-		if (!gw_registry_get_reported(d, "stats", &at))
+		if (it ? !it->has_stats : !gw_registry_get_reported(d, "stats", &at))
 			continue;
 		api_metrics_series(b, "smpgw_device_stats_age_seconds", "device", d->id, NULL);
 		api_metrics_value_ms(b, now > at ? now - at : 0);
@@ -393,34 +731,77 @@ static void api_metrics_jobs(struct smp_buf *b, struct gw_manager *m)
 		gw_rollouts_foreach_bytes(m->rollouts, api_metrics_on_bytes_total, b);
 }
 
-int api_metrics_render(struct gw_manager *m, struct smp_buf *b)
+/* The cost of durability: what the rollout benchmark divides by its jobs. */
+static void api_metrics_db(struct smp_buf *b, struct gw_manager *m)
+{
+	api_metrics_family(b, "smpgw_db_writes_total", "counter",
+			   "Sqlite write statements (INSERT, UPDATE, DELETE) since smpgwd started.");
+	api_metrics_series(b, "smpgw_db_writes_total", NULL);
+	api_metrics_value_u64(b, gw_manager_db_writes(m));
+}
+
+static int api_metrics_render_cached(struct gw_manager *m, struct api_metrics_cache *c,
+				     struct smp_buf *b)
 {
 	api_metrics_smp(b, m);
 	api_metrics_http(b, m);
 	if (m->registry)
-		api_metrics_devices(b, m);
+		api_metrics_devices(b, m, c);
 	api_metrics_jobs(b, m);
+	api_metrics_db(b, m);
 	return smp_buf_error(b);
+}
+
+int api_metrics_render(struct gw_manager *m, struct smp_buf *b)
+{
+	return api_metrics_render_cached(m, NULL, b);
+}
+
+static void api_metrics_reply(struct api_req *q, struct gw_manager *m, struct api_metrics_cache *c)
+{
+	struct smp_buf local = SMP_BUF_INIT, *b = c ? &c->body : &local;
+	int r;
+
+	b->len = 0;
+	r = api_metrics_render_cached(m, c, b);
+	if (r < 0)
+		api_reply_errno(q, r, "metrics");
+	else
+		api_reply_bytes(q, 200, API_METRICS_CONTENT_TYPE, b->data, b->len);
+	/* A kept body keeps its allocation, but not a sticky error. */
+	if (b == &local || r < 0)
+		smp_buf_clear(b);
 }
 
 static void api_metrics_get(struct api_req *q, void *userdata)
 {
-	struct smp_buf b = SMP_BUF_INIT;
-	int r;
-
-	r = api_metrics_render(userdata, &b);
-	if (r < 0)
-		api_reply_errno(q, r, "metrics");
-	else
-		api_reply_bytes(q, 200, API_METRICS_CONTENT_TYPE, b.data, b.len);
-	smp_buf_clear(&b);
+	api_metrics_reply(q, userdata, NULL);
 }
 
-static const struct api_route api_metrics_routes[] = {
-	{ "GET", "/metrics", API_ROLE_VIEWER, 0, api_metrics_get },
+static void api_metrics_get_cached(struct api_req *q, void *userdata)
+{
+	struct api_metrics_cache *c = userdata;
+
+	api_metrics_reply(q, c->m, c);
+}
+
+/* One of the two: with the cache when there is a loop to own it. */
+static const struct api_route api_metrics_route = {
+	"GET", "/metrics", API_ROLE_VIEWER, 0, api_metrics_get
+};
+static const struct api_route api_metrics_cached_route = {
+	"GET", "/metrics", API_ROLE_VIEWER, 0, api_metrics_get_cached
 };
 
 int api_metrics_register(struct api_http *h, struct gw_manager *m)
 {
-	return api_http_add_routes(h, api_metrics_routes, ELEMENTSOF(api_metrics_routes), m);
+	struct api_metrics_cache *c = NULL;
+	int r;
+
+	if (!m->event)
+		return api_http_add_routes(h, &api_metrics_route, 1, m);
+	r = api_metrics_cache_new(m, &c);
+	if (r < 0)
+		return r;
+	return api_http_add_routes(h, &api_metrics_cached_route, 1, c);
 }

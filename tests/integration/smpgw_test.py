@@ -202,6 +202,11 @@ class Harness:
         self.notify_path = os.path.join(self.tmp, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
+        # Read in a thread: sd_notify() blocks once the socket's queue is
+        # full (STATUS= every 10 s), as it never does under systemd.
+        self.notes = []
+        self.notes_cond = threading.Condition()
+        threading.Thread(target=self._read_notify, daemon=True).start()
         if dbus:
             self.start_dbus()
 
@@ -288,16 +293,30 @@ enabled = {'yes' if self.bus else 'no'}
                 return None
         return p
 
+    def _read_notify(self):
+        while True:
+            try:
+                data = self.notify.recv(4096)
+            except OSError:
+                return
+            with self.notes_cond:
+                self.notes.extend(data.decode(errors="replace").splitlines())
+                self.notes_cond.notify_all()
+
     def wait_notify(self, key, timeout):
+        """Waits for a notification line starting with key that arrived
+        after the previous call's match; returns it or None."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            r, _, _ = select.select([self.notify], [], [], max(0, end - time.monotonic()))
-            if not r:
-                break
-            for line in self.notify.recv(4096).decode(errors="replace").splitlines():
-                if line.startswith(key):
-                    return line
-        return None
+        with self.notes_cond:
+            while True:
+                while self.notes:
+                    line = self.notes.pop(0)
+                    if line.startswith(key):
+                        return line
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self.notes_cond.wait(left)
 
     def stop_daemon(self, sig=signal.SIGTERM, timeout=20):
         """Stops the daemon; returns its exit code (None when it had to be killed)."""
