@@ -21,10 +21,19 @@ struct gw_event {
 				* "rollout.progress" */
 	const char *device_id; /* NULL when not about one device */
 	int64_t rollout_id;    /* 0 when not about a rollout */
-	json_t *data;          /* an object: the event's body for clients */
+	json_t *data;          /* an object: the event's body, for the callback's duration
+				* (in gw_events_replay() parsed again from text; NULL in
+				* gw_events_replay_text()) */
+	const char *text;      /* data as compact JSON (GW_EVENTS_JSON_FLAGS): what a
+				* stream sends; always set */
 };
 
-/* Keeps the last `capacity` events (0: 4096) for replay. Listens to the
+/* How text is written: as api/ writes JSON (API_JSON_FLAGS), so that a
+ * stream's bytes are what json_dumps() of data gives there. */
+#define GW_EVENTS_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+/* Keeps the last `capacity` events (0: 4096) for replay, as their text (as
+ * trees they cost several times more). Listens to the
  * registry (m->registry, required) and publishes device.added/removed/
  * online/offline/changed and image.state (a changed "image_state" section:
  * data {"device": id, "images": [...]}) itself. Returns 0 or -errno. */
@@ -48,8 +57,14 @@ void gw_events_unsubscribe(struct gw_events *ev, struct gw_events_sub *s);
 /* Calls fn for each retained event with id > after, oldest first. Returns the
  * number replayed, or -ESTALE when after is older than the oldest retained
  * event and events in between were dropped (all retained ones are still
- * replayed first: the client learns it missed some). after 0 replays nothing. */
+ * replayed first: the client learns it missed some), or -ENOMEM when an
+ * event's text cannot be parsed again (the replay stops there). after 0
+ * replays nothing. */
 int gw_events_replay(struct gw_events *ev, uint64_t after, gw_events_fn fn, void *userdata);
+/* As gw_events_replay(), without parsing: e->data is NULL, e->text is set.
+ * For callers that only pass the text on (the SSE stream). */
+int gw_events_replay_text(struct gw_events *ev, uint64_t after, gw_events_fn fn,
+			  void *userdata);
 
 /* The id the last published event got (0 when none yet). */
 uint64_t gw_events_last_id(struct gw_events *ev);

@@ -183,6 +183,58 @@ static void test_ids_and_replay(void)
 	stop();
 }
 
+/* What a callback saw of an event's text and tree. */
+struct text_seen {
+	unsigned n;
+	char text[256];
+	bool had_data;
+	bool text_is_data; /* text == json_dumps(data, GW_EVENTS_JSON_FLAGS) */
+};
+
+static void on_text(struct gw_events *ev, const struct gw_event *e, void *userdata)
+{
+	struct text_seen *t = userdata;
+	char *dump = e->data ? json_dumps(e->data, GW_EVENTS_JSON_FLAGS) : NULL;
+
+	t->n++;
+	snprintf(t->text, sizeof(t->text), "%s", e->text ? e->text : "(null)");
+	t->had_data = e->data != NULL;
+	t->text_is_data = dump && e->text && strcmp(dump, e->text) == 0;
+	free(dump);
+}
+
+/* Retained events are text: the SSE stream's bytes, trees only while needed. */
+static void test_text(void)
+{
+	static const char want[] = "{\"ratio\":0.2,\"name\":\"a\\nb\",\"rollout\":3}";
+	struct text_seen t = { 0 }, r = { 0 };
+	struct gw_events_sub *sub;
+	json_t *data;
+	uint64_t id;
+
+	start();
+	is_int(gw_events_new(&m, 4, &m.events), 0, "events created");
+	gw_events_subscribe(m.events, on_text, &t, &sub);
+	data = json_pack("{s:f, s:s}", "ratio", 0.2, "name", "a\nb");
+	json_incref(data);
+	id = gw_events_publish(m.events, "rollout.progress", NULL, 3, data);
+	ok(id > 0 && t.n == 1 && t.had_data && t.text_is_data,
+	   "a subscriber gets the tree and its text, the same JSON");
+	is_str(t.text, want, "compact, in insertion order, 15 digits, escaped");
+	ok(data->refcount == 1, "the ring keeps no reference to the tree (%zu)", data->refcount);
+	json_decref(data);
+	is_int(gw_events_replay_text(m.events, id - 1, on_text, &r), 1, "replay_text: one event");
+	ok(!r.had_data && strcmp(r.text, want) == 0, "replay_text: the text, no tree");
+	r = (struct text_seen){ 0 };
+	is_int(gw_events_replay(m.events, id - 1, on_text, &r), 1, "replay: one event");
+	ok(r.had_data && r.text_is_data && strcmp(r.text, want) == 0,
+	   "replay: a tree parsed again from the same text");
+	is_int(gw_events_replay_text(m.events, 1, on_text, &r), -ESTALE,
+	       "replay_text tells a gap as replay does");
+	gw_events_unsubscribe(m.events, sub);
+	stop();
+}
+
 static void test_reentrant_subscribers(void)
 {
 	struct seen a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
@@ -313,6 +365,7 @@ int main(void)
 		abort();
 	snprintf(db_path, sizeof(db_path), "%s/smpgw.db", dir);
 	test_ids_and_replay();
+	test_text();
 	test_reentrant_subscribers();
 	test_registry_events();
 	unlink(db_path);
