@@ -12,6 +12,7 @@
 #include "daemon/gw-static.h"
 #include "lib/macro.h"
 #include "lib/smp-ble-link.h"
+#include "lib/smp-header.h"
 #include "lib/smp-serial-link.h"
 #include "lib/smp-udp.h"
 
@@ -29,6 +30,18 @@
  * Every packet from the device goes through a wrapper of the transport's
  * packet handler that tells the registry the device was seen, so uploads
  * that use the client directly count too.
+ *
+ * A new client starts with the MCUmgr params the device reported (the
+ * registry's "params" section) instead of reading them again: one round
+ * trip less for every poll round of a UDP device (whose socket closes
+ * between rounds) and for every upload. Params are the firmware's build
+ * configuration, so they go stale only when the firmware changes, which
+ * takes a reset: the registry's copy is trusted only while the poller
+ * keeps it fresh ([poll] interval not 0: it reads params again when the
+ * device comes online and when its image state changes), and not after
+ * gw_devices_close() (what the rollout engine calls after a reset), a lost
+ * link or the device going offline, until the device reports params again.
+ * A report also updates the client of a live link.
  */
 
 enum live_state {
@@ -94,6 +107,8 @@ struct gw_live {
 	uint64_t requests_mark;       /* client requests counted at the last look */
 	unsigned holds;
 	bool failure_logged;
+	bool params_suspect;          /* reset or offline: the registry's params may be
+				       * of other firmware until reported again */
 	struct gw_devices_op_list waiters;
 	struct gw_devices_op_list sent;
 };
@@ -112,6 +127,7 @@ struct gw_devices {
 	unsigned n_ble;
 	unsigned ble_max;
 	uint64_t ble_idle_usec; /* 0: never */
+	bool seed_params;       /* new clients start with the reported params */
 	struct smp_client_config ccfg;
 	uint64_t next_id;
 	bool freeing;
@@ -298,11 +314,12 @@ static void gw_live_free(struct gw_live *live)
 	free(live);
 }
 
-/* Forgets a device nobody uses; a logged failure is kept to log it once. */
+/* Forgets a device nobody uses; a logged failure is kept to log it once,
+ * suspect params to keep them from seeding the next client. */
 static void gw_live_maybe_free(struct gw_live *live)
 {
 	if (live->state != LIVE_CLOSED || live->holds > 0 || live->failure_logged ||
-	    !TAILQ_EMPTY(&live->waiters) || !TAILQ_EMPTY(&live->sent))
+	    live->params_suspect || !TAILQ_EMPTY(&live->waiters) || !TAILQ_EMPTY(&live->sent))
 		return;
 	gw_live_free(live);
 }
@@ -361,6 +378,8 @@ static void gw_live_on_client_state(struct smp_client *c, int state, void *userd
 		gw_live_close(live, state, state);
 	} else {
 		gw_log_errno(LOG_DEBUG, state, LOG, "%s: link lost: %m", live->d->id);
+		/* As the client forgets them: the device may come back with other firmware. */
+		live->params_suspect = true;
 		gw_live_close(live, -ECONNRESET, -ECONNRESET);
 	}
 	gw_live_maybe_free(live);
@@ -434,6 +453,36 @@ static int gw_live_new_transport(struct gw_live *live, struct smp_transport **re
 	return -EINVAL;
 }
 
+/* The device's reported MCUmgr params when they are usable: what the client
+ * would not take from an answer either (smp-client.c) is not seeded. */
+static bool gw_devices_reported_params(struct gw_device *d, size_t *ret_size, unsigned *ret_count)
+{
+	json_t *p = gw_registry_get_reported(d, "params", NULL);
+	json_t *size = json_object_get(p, "buf_size"), *count = json_object_get(p, "buf_count");
+
+	if (!json_is_integer(size) || !json_is_integer(count) ||
+	    json_integer_value(size) < SMP_HEADER_SIZE + 24 ||
+	    json_integer_value(size) > UINT32_MAX || json_integer_value(count) < 0 ||
+	    json_integer_value(count) > UINT32_MAX)
+		return false;
+	*ret_size = (size_t)json_integer_value(size);
+	*ret_count = (unsigned)json_integer_value(count);
+	return true;
+}
+
+static void gw_live_seed_params(struct gw_live *live, struct smp_client *c)
+{
+	size_t size;
+	unsigned count;
+
+	if (!live->ds->seed_params || live->params_suspect ||
+	    !gw_devices_reported_params(live->d, &size, &count))
+		return;
+	gw_debug(LOG, "%s: params from the registry: buf_size %zu, buf_count %u", live->d->id,
+		 size, count);
+	smp_client_set_params(c, size, count);
+}
+
 /* Opens the link: UDP and serial are up at once, BLE connects. */
 static int gw_live_open(struct gw_live *live)
 {
@@ -468,6 +517,7 @@ static int gw_live_open(struct gw_live *live)
 		(void)sd_event_source_set_description(live->idle, "gw-devices-idle");
 	}
 
+	gw_live_seed_params(live, c);
 	live->client = c;
 	live->link = t;
 	live->address = address;
@@ -695,8 +745,14 @@ static int gw_devices_on_dispatch(sd_event_source *s, void *userdata)
 static void gw_devices_on_registry(struct gw_registry *r, enum gw_registry_event ev,
 				   struct gw_device *d, const char *section, void *userdata)
 {
+	struct gw_devices *ds = userdata;
 	struct gw_live *live = d->live;
+	size_t size;
+	unsigned count;
 
+	/* It may come back with other firmware: kept even without a link. */
+	if (ev == GW_REGISTRY_OFFLINE && !live && gw_devices_reported_params(d, &size, &count))
+		live = gw_live_get(ds, d);
 	if (!live)
 		return;
 	switch (ev) {
@@ -704,6 +760,7 @@ static void gw_devices_on_registry(struct gw_registry *r, enum gw_registry_event
 		gw_live_free(live);
 		break;
 	case GW_REGISTRY_OFFLINE:
+		live->params_suspect = true;
 		gw_live_close(live, -EHOSTDOWN, -ECONNRESET);
 		gw_live_maybe_free(live);
 		break;
@@ -714,9 +771,23 @@ static void gw_devices_on_registry(struct gw_registry *r, enum gw_registry_event
 			gw_live_maybe_free(live);
 		}
 		break;
+	case GW_REGISTRY_REPORTED:
+		if (section && strcmp(section, "params") == 0) {
+			/* Fresh from the device: good for the client it talks to
+			 * now, which takes unusable ones as it would from an answer. */
+			live->params_suspect = false;
+			if (live->client) {
+				if (!gw_devices_reported_params(d, &size, &count)) {
+					size = SMP_CLIENT_FALLBACK_BUF_SIZE;
+					count = 1;
+				}
+				smp_client_set_params(live->client, size, count);
+			}
+			gw_live_maybe_free(live);
+		}
+		break;
 	case GW_REGISTRY_ADDED:
 	case GW_REGISTRY_ONLINE:
-	case GW_REGISTRY_REPORTED:
 		break;
 	}
 }
@@ -741,6 +812,7 @@ int gw_devices_new(struct gw_manager *m, struct gw_devices **ret)
 	TAILQ_INIT(&ds->failed);
 	ds->ble_max = MAX(m->config.ble_max_connections, 1u);
 	ds->ble_idle_usec = (uint64_t)m->config.ble_idle_timeout_ms * 1000;
+	ds->seed_params = m->config.poll_interval_ms > 0;
 	smp_client_config_init(&ds->ccfg);
 	if (m->config.timeout_ms > 0)
 		ds->ccfg.timeout_ms = m->config.timeout_ms;
@@ -984,10 +1056,15 @@ bool gw_devices_is_held(struct gw_devices *ds, struct gw_device *d)
 
 void gw_devices_close(struct gw_devices *ds, struct gw_device *d)
 {
-	struct gw_live *live = d ? d->live : NULL;
+	struct gw_live *live;
 
-	if (!ds || !live)
+	if (!ds || !d)
 		return;
+	/* After a reset the device may run other firmware: kept even without a link. */
+	live = gw_live_get(ds, d);
+	if (!live)
+		return;
+	live->params_suspect = true;
 	gw_live_close(live, -ECONNRESET, -ECONNRESET);
 	gw_live_maybe_free(live);
 }

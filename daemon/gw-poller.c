@@ -1,5 +1,6 @@
 /* gw-poller: background refresh of what dashboards read: image state, stats, params, liveness */
 #include <errno.h>
+#include <nettle/sha2.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@
 
 #define LOG "poller"
 #define NOT_IN_HEAP SIZE_MAX
+/* Enough to tell one firmware from another. */
+#define GW_POLL_RUNNING_LEN 16
 
 enum poll_step {
 	STEP_IMAGE_STATE,
@@ -45,6 +48,8 @@ struct gw_poll_round {
 	struct smp_stat_list *stat_list;
 	size_t stat_next;
 	json_t *stats;
+	uint8_t running[GW_POLL_RUNNING_LEN]; /* gw_poll_round_running(), when has_running */
+	bool has_running;
 };
 
 struct gw_poll_entry {
@@ -53,6 +58,8 @@ struct gw_poll_entry {
 	uint64_t due_usec; /* CLOCK_MONOTONIC */
 	size_t heap_idx;   /* NOT_IN_HEAP when not scheduled */
 	bool want_full;
+	bool has_running;
+	uint8_t running[GW_POLL_RUNNING_LEN]; /* the firmware whose params were read last */
 	struct gw_poll_round *round;
 	struct gw_poller_device_stats st;
 };
@@ -363,9 +370,38 @@ static void gw_poll_round_report(struct gw_poll_round *rd, const char *section, 
 			     section);
 }
 
+/* What firmware runs: a digest of the active images (number, version,
+ * hash). When it differs from the one whose params were read last, the
+ * round becomes a full one: other firmware may come with other MCUmgr
+ * params, and gw-devices starts new clients with the reported ones. Who
+ * else stored the image state (the API) does not matter. */
+static void gw_poll_round_running(struct gw_poll_round *rd, const struct smp_image_state *st)
+{
+	struct gw_poll_entry *e = rd->e;
+	struct sha256_ctx ctx;
+
+	sha256_init(&ctx);
+	for (size_t i = 0; i < st->n_slots; i++) {
+		const struct smp_image_slot_state *s = &st->slots[i];
+		uint8_t num[4] = {s->image >> 24, s->image >> 16, s->image >> 8, s->image};
+
+		if (!s->active)
+			continue;
+		sha256_update(&ctx, sizeof(num), num);
+		sha256_update(&ctx, strlen(s->version) + 1, (const uint8_t *)s->version);
+		if (s->has_hash)
+			sha256_update(&ctx, sizeof(s->hash), s->hash);
+	}
+	sha256_digest(&ctx, sizeof(rd->running), rd->running);
+	rd->has_running = true;
+	if (!e->has_running || memcmp(e->running, rd->running, sizeof(rd->running)) != 0)
+		rd->full = true;
+}
+
 /* Takes in one answer; SMP errors leave the section as it was. */
 static void gw_poll_round_take(struct gw_poll_round *rd, const struct smp_response *rsp)
 {
+	struct gw_poll_entry *e = rd->e;
 	struct smp_image_state *st = NULL;
 	struct smp_stat_group *g = NULL;
 	struct smp_os_params params;
@@ -376,6 +412,7 @@ static void gw_poll_round_take(struct gw_poll_round *rd, const struct smp_respon
 	case STEP_IMAGE_STATE:
 		if (smp_image_state_parse(rsp, &st) == 0) {
 			(void)gw_reported_image_state(st, &value);
+			gw_poll_round_running(rd, st);
 			gw_poll_round_report(rd, "image_state", value);
 		}
 		smp_image_state_free(st);
@@ -399,6 +436,9 @@ static void gw_poll_round_take(struct gw_poll_round *rd, const struct smp_respon
 		if (smp_os_params_parse(rsp, &params) == 0) {
 			(void)gw_reported_params(&params, &value);
 			gw_poll_round_report(rd, "params", value);
+			/* These params belong to the firmware this round saw. */
+			e->has_running = rd->has_running;
+			memcpy(e->running, rd->running, sizeof(e->running));
 		}
 		break;
 	case STEP_INFO:

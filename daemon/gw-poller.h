@@ -34,8 +34,10 @@ struct gw_poller;
  *   1. image state (read); its answer, any answer, is the liveness check;
  *   2. stat list, then stat show of each group;
  *   3. full rounds only (a device's first round, after it came online, on
- *      gw_poller_poll_now(), or when "params" or "info" was never
- *      reported): MCUmgr params and OS info "a".
+ *      gw_poller_poll_now(), when "params" or "info" was never reported,
+ *      or when step 1 shows other running firmware than the last params
+ *      were read from: gw-devices starts clients with them): MCUmgr params
+ *      and OS info "a".
  * Offline UDP and serial devices are probed the same way (GW_DEVICES_PROBE).
  * A device that answers comes online; one whose first request gets no
  * answer (-ETIMEDOUT after the client's retries, a refused UDP port, a link

@@ -374,6 +374,125 @@ static void test_udp(void)
 	stop();
 }
 
+/* ---- MCUmgr params from the registry (gw-devices.c) ---- */
+
+/* The command id of the next SMP request the silent device gets (group 0
+ * only: echo 0, params 6), -1 when none comes within timeout_ms. */
+static int next_os_command(int fd, unsigned timeout_ms)
+{
+	uint8_t pkt[2048];
+	ssize_t n;
+
+	if (!has_data(fd, timeout_ms))
+		return -1;
+	n = recv(fd, pkt, sizeof(pkt), MSG_DONTWAIT);
+	if (n < 8 || pkt[4] != 0 || pkt[5] != 0)
+		return -2;
+	return pkt[7];
+}
+
+/* Sends an echo to the silent device and returns the first command it gets. */
+static int first_command(struct gw_device *d, int fd)
+{
+	struct call w;
+	uint64_t id;
+	int cmd;
+
+	long long deadline;
+
+	drain(fd);
+	if (echo_async(d, "x", &w, 0, &id) < 0)
+		return -3;
+	cmd = next_os_command(fd, 2000);
+	(void)gw_devices_cancel(m.devices, id);
+	/* The next call opens a new client: this one goes once its requests
+	 * timed out (test_params_seed() makes that quick). */
+	deadline = sim_test_now_ms() + 3000;
+	while (!gw_devices_close_idle(m.devices, d) && d->live && sim_test_now_ms() < deadline)
+		spin(20);
+	drain(fd);
+	return d->live && gw_devices_has_link(m.devices, d) ? -4 : cmd;
+}
+
+static json_t *params(unsigned size, unsigned count)
+{
+	return json_pack("{sIsI}", "buf_size", (json_int_t)size, "buf_count", (json_int_t)count);
+}
+
+static struct smp_client *client_of(struct gw_device *d)
+{
+	struct get g = {0};
+
+	if (gw_devices_get_client(m.devices, d, on_get, &g, NULL, NULL) < 0 ||
+	    !sim_test_run_until(m.event, &g.done, 2000) || g.error < 0)
+		return NULL;
+	return g.c;
+}
+
+static void test_params_seed(void)
+{
+	struct gw_device *d, *bare;
+	struct smp_client *c;
+	char address[64], other[64];
+	int fd, fd2;
+
+	start();
+	m.config.timeout_ms = 100;
+	m.config.retries = 0;
+	start_devices();
+	fd = silent_socket(address, sizeof(address));
+	fd2 = silent_socket(other, sizeof(other));
+	d = add_udp(address, true);
+	bare = add_udp(other, true);
+	is_int(first_command(bare, fd2), 6, "nothing reported: the client reads params first");
+	is_int(gw_registry_set_reported(m.registry, d, "params", params(1024, 4)), 0,
+	       "params reported");
+	is_int(first_command(d, fd), 0, "reported: the echo goes out first, no params read");
+	c = client_of(d);
+	ok(c && smp_client_get_buf_size(c) == 1024 && smp_client_get_buf_count(c) == 4 &&
+		   smp_client_get_window(c) == 3,
+	   "the client starts with buf_size 1024, buf_count 4 (window 3)");
+	gw_registry_set_reported(m.registry, d, "params", params(512, 2));
+	ok(c && smp_client_get_buf_size(c) == 512 && smp_client_get_buf_count(c) == 2,
+	   "a new report updates the live client");
+	gw_registry_set_reported(m.registry, d, "params", params(10, 4));
+	ok(c && smp_client_get_buf_size(c) == SMP_CLIENT_FALLBACK_BUF_SIZE &&
+		   smp_client_get_buf_count(c) == 1,
+	   "an unusable report: the client's fallback, as for such an answer");
+	gw_registry_set_reported(m.registry, d, "params", params(1024, 4));
+	ok(gw_devices_close_idle(m.devices, d), "its link closed");
+
+	/* A reset (what the rollout engine closes the link for): the device may
+	 * run other firmware, so its params are read again, until reported. */
+	gw_devices_close(m.devices, d);
+	is_int(first_command(d, fd), 6, "after gw_devices_close: params read again");
+	gw_registry_set_reported(m.registry, d, "params", params(1024, 4));
+	is_int(first_command(d, fd), 0, "reported again: trusted again");
+	gw_registry_set_online(m.registry, d, false);
+	gw_registry_set_online(m.registry, d, true);
+	is_int(first_command(d, fd), 6, "after being offline: params read again");
+	gw_registry_set_reported(m.registry, d, "params", params(1024, 4));
+
+	/* What the client would not take from the device is not seeded. */
+	gw_registry_set_reported(m.registry, d, "params", params(10, 4));
+	is_int(first_command(d, fd), 6, "buf_size 10: not seeded");
+	gw_registry_set_reported(m.registry, d, "params",
+				 json_pack("{sssI}", "buf_size", "big", "buf_count",
+					   (json_int_t)4));
+	is_int(first_command(d, fd), 6, "a string buf_size: not seeded");
+	gw_registry_set_reported(m.registry, d, "params", params(1024, 4));
+	is_int(first_command(d, fd), 0, "sane again: seeded");
+	m.devices = gw_devices_free(m.devices);
+
+	/* Without polling nobody refreshes them: never seeded. */
+	m.config.poll_interval_ms = 0;
+	start_devices();
+	is_int(first_command(d, fd), 6, "[poll] interval 0: params read by the client");
+	close(fd);
+	close(fd2);
+	stop();
+}
+
 /* ---- an interactive call while an upload runs on the same client ---- */
 
 struct upload {
@@ -721,6 +840,7 @@ int main(void)
 		abort();
 	gw_log_setup(getenv("TEST_LOG") ? getenv("TEST_LOG") : "err", getenv("TEST_DEBUG"));
 	test_udp();
+	test_params_seed();
 	test_upload();
 	test_serial();
 	test_ble();

@@ -14,6 +14,9 @@
 #include "daemon/gw-registry.h"
 #include "db/db.h"
 #include "lib/macro.h"
+#include "lib/smp-image.h"
+#include "lib/smp-mcuboot.h"
+#include "lib/smp-upload.h"
 #include "tests/dbus-helper.h"
 #include "tests/sim/sim-test.h"
 #include "tests/tap.h"
@@ -382,6 +385,136 @@ static void test_reboot(void)
 	stop();
 }
 
+/* ---- other firmware: params are read again in the round that sees it ---- */
+
+struct step {
+	bool done;
+	int error;
+	struct smp_client *c;
+};
+
+static void on_step_client(struct gw_devices *ds, int error, struct smp_client *c, void *userdata)
+{
+	struct step *st = userdata;
+
+	st->done = true;
+	st->error = error;
+	st->c = smp_client_ref(c);
+}
+
+static void on_step_call(struct smp_client *c, int error, const struct smp_response *rsp,
+			 void *userdata)
+{
+	struct step *st = userdata;
+
+	st->done = true;
+	st->error = error < 0 ? error : rsp && !smp_response_ok(rsp) ? -EREMOTEIO : 0;
+}
+
+static void on_step_upload(int error, const struct smp_upload_result *res, void *userdata)
+{
+	struct step *st = userdata;
+
+	st->done = true;
+	st->error = error;
+}
+
+static const char *active_version(struct gw_device *d, uint64_t *ret_at)
+{
+	json_t *images = json_object_get(gw_registry_get_reported(d, "image_state", ret_at),
+					 "images");
+	size_t i;
+	json_t *slot;
+
+	json_array_foreach (images, i, slot)
+		if (json_is_true(json_object_get(slot, "active")))
+			return json_string_value(json_object_get(slot, "version"));
+	return NULL;
+}
+
+static bool runs_version(void *userdata)
+{
+	const char *v = active_version(userdata, NULL);
+
+	return v && !strcmp(v, "1.2.3.4") && has_rounds(&(struct want_rounds){userdata, 1});
+}
+
+static void test_firmware_change(void)
+{
+	const char *args[] = {
+		"--udp", "127.0.0.1:0", "--reboot-delay", "50", "--swap-us-per-kib", "0",
+		"--flash-write-us-per-kib", "0", NULL,
+	};
+	struct smp_upload_source src = {.fd = -1};
+	struct smp_upload_options opts;
+	struct smp_mcuboot_image *mi = NULL;
+	struct smp_request *req = NULL;
+	struct step st = {0};
+	struct sim_proc p;
+	struct gw_device *d;
+	struct seen *s;
+	uint64_t params_at = 0, params_at2 = 0, state_at = 0, info_at = 0, info_at2 = 0;
+	size_t len;
+	uint8_t *img;
+
+	start();
+	m.config.poll_interval_ms = 400;
+	m.config.poll_jitter_pct = 0;
+	m.config.retries = 3;
+	start_modules();
+	img = tap_read_file(tap_srcpath("tests/data/images/hash-only-1.2.3+4.bin"), &len);
+	if (!img || smp_mcuboot_parse(img, len, &mi) < 0 || !start_sim(&p, args)) {
+		ok(false, "image and smp-sim");
+		smp_mcuboot_image_free(mi);
+		free(img);
+		stop();
+		return;
+	}
+	d = add_udp(&p, 0);
+	s = seen_of(d);
+	ok(run_until(has_rounds, &(struct want_rounds){d, 1}, 3000) && d->online,
+	   "first round: online");
+	gw_registry_get_reported(d, "params", &params_at);
+	ok(run_until(has_rounds, &(struct want_rounds){d, 2}, 3000), "a second round");
+	gw_registry_get_reported(d, "params", &params_at2);
+	ok(params_at > 0 && params_at2 == params_at, "a short round does not read params");
+
+	/* Another image, tested, and a reset: the device is silent for 50 ms,
+	 * shorter than a request's timeout, so it never goes offline. */
+	gw_devices_hold(m.devices, d);
+	gw_devices_get_client(m.devices, d, on_step_client, &st, NULL, NULL);
+	ok(sim_test_run_until(m.event, &st.done, 3000) && st.error == 0, "the device's client");
+	src.data = img;
+	src.size = len;
+	smp_upload_options_init(&opts);
+	st.done = false;
+	smp_image_upload(st.c, &src, &opts, NULL, on_step_upload, &st, NULL, NULL);
+	ok(sim_test_run_until(m.event, &st.done, 10000) && st.error == 0, "image 1.2.3+4 uploaded");
+	st.done = false;
+	smp_image_state_write_request(mi->hash, false, &req);
+	smp_client_send(st.c, req, SMP_PRIO_INTERACTIVE, 0, on_step_call, &st, NULL, NULL);
+	ok(sim_test_run_until(m.event, &st.done, 3000) && st.error == 0, "marked for test");
+	st.done = false;
+	smp_client_reset_device(st.c, false, -1, 0, on_step_call, &st, NULL, NULL);
+	ok(sim_test_run_until(m.event, &st.done, 3000) && st.error == 0, "reset");
+	st.c = smp_client_unref(st.c);
+	gw_registry_get_reported(d, "info", &info_at);
+	gw_devices_release(m.devices, d);
+
+	ok(run_until(runs_version, d, 8000), "a round sees 1.2.3.4 running");
+	active_version(d, &state_at);
+	gw_registry_get_reported(d, "params", &params_at2);
+	gw_registry_get_reported(d, "info", &info_at2);
+	ok(params_at2 >= state_at && info_at2 > info_at,
+	   "that round read params and info again (params at %llu, image state at %llu)",
+	   (unsigned long long)params_at2, (unsigned long long)state_at);
+	is_int(s->offline, 0, "without the device going offline");
+	sim_proc_stop(&p, SIGTERM, 5000);
+	smp_mcuboot_image_free(mi);
+	free(img);
+	stop();
+}
+
 /* ---- packet loss: retries get every round through ---- */
 
 static bool all_answered(void *userdata)
@@ -745,6 +878,7 @@ int main(void)
 	gw_log_setup(getenv("TEST_LOG") ? getenv("TEST_LOG") : "err", getenv("TEST_DEBUG"));
 	test_round();
 	test_reboot();
+	test_firmware_change();
 	test_loss();
 	test_schedule();
 	test_ble();
