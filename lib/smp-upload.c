@@ -27,7 +27,7 @@ enum smp_xfer_kind {
 enum smp_xfer_phase {
 	SMP_XFER_PARAMS,  /* waiting for MCUmgr params */
 	SMP_XFER_STATE,	  /* reading image state for the skip check */
-	SMP_XFER_FIRST,	  /* the first chunk, alone */
+	SMP_XFER_FIRST,	  /* awaiting the first chunk's answer (images: more chunks behind it) */
 	SMP_XFER_STREAM,  /* chunks up to the window */
 	SMP_XFER_BACKOFF, /* waiting after a busy answer */
 	SMP_XFER_DONE,
@@ -273,7 +273,9 @@ static int smp_xfer_send_chunk(struct smp_xfer *x, uint64_t off, bool first)
 			.has_upgrade = true,
 		};
 		fixed = smp_image_upload_packet_size(&ia);
-		if (first)
+		/* Chunks sent behind the first wait with it while the device
+		 * erases the slot. */
+		if (first || x->phase == SMP_XFER_FIRST)
 			timeout = x->opts.first_timeout_ms;
 	} else {
 		fa = (struct smp_fs_upload_args){ .off = off, .name = x->name, .len = x->size };
@@ -325,8 +327,7 @@ static int smp_xfer_send_chunk(struct smp_xfer *x, uint64_t off, bool first)
 	ch->x = smp_xfer_ref(x);
 	TAILQ_INSERT_TAIL(&x->chunks, ch, link);
 	x->n_chunks++;
-	if (!first)
-		x->next_off = off + n;
+	x->next_off = off + n;
 	x->result.chunks++;
 	x->result.bytes_sent += n;
 	return 0;
@@ -360,7 +361,21 @@ static int smp_xfer_send_download(struct smp_xfer *x)
 	return 0;
 }
 
-/* Sends what the phase and the window allow. */
+/*
+ * Sends what the phase and the window allow.
+ *
+ * An image upload does not wait for the first chunk's answer before it
+ * fills the window: the chunks after it go out at once (with the first
+ * chunk's timeout: they wait behind its slot erase). That is safe because
+ * the device serves its requests in order and writes a chunk only at the
+ * offset it expects (§6.3: any other is dropped and answered with the
+ * expected offset), the sha naming one file: a new session expects exactly
+ * these chunks; a resumed one (same sha) writes those that happen to start
+ * at its offset, with the right bytes, and answers the others with it; a
+ * refused first chunk ends the session (and the upload), so the ones after
+ * it find none and write nothing. What the first answer says decides what
+ * happens to those already sent (smp_xfer_on_upload_answer()).
+ */
 static void smp_xfer_fill(struct smp_xfer *x)
 {
 	int r;
@@ -370,15 +385,15 @@ static void smp_xfer_fill(struct smp_xfer *x)
 			if (x->n_chunks > 0)
 				return;
 			r = smp_xfer_send_download(x);
-		} else if (x->phase == SMP_XFER_FIRST) {
-			if (x->n_chunks > 0)
-				return;
+		} else if (x->phase == SMP_XFER_FIRST && x->n_chunks == 0) {
 			r = smp_xfer_send_chunk(x, 0, true);
 		} else {
+			if (x->phase == SMP_XFER_FIRST && x->kind != SMP_XFER_IMAGE_UPLOAD)
+				return;
 			if (x->n_chunks >= smp_xfer_window(x))
 				return;
 			if (x->next_off >= x->size) {
-				if (x->n_chunks > 0)
+				if (x->n_chunks > 0 || x->phase == SMP_XFER_FIRST)
 					return;
 				/* Everything was answered, yet the device has not
 				 * reported the end: send the tail again. */
@@ -393,7 +408,7 @@ static void smp_xfer_fill(struct smp_xfer *x)
 			smp_xfer_end(x, r, true);
 			return;
 		}
-		if (x->phase == SMP_XFER_FIRST || x->kind == SMP_XFER_FILE_DOWNLOAD)
+		if (x->kind == SMP_XFER_FILE_DOWNLOAD)
 			return;
 	}
 }
@@ -520,6 +535,16 @@ static void smp_xfer_on_upload_answer(struct smp_xfer *x, const struct smp_xfer_
 		return;
 	}
 
+	if (x->phase == SMP_XFER_FIRST && !ch->first) {
+		/* Overtook the first chunk's answer (reordered on the way): only
+		 * that answer tells what the session is. */
+		if (u.off > x->dev_off)
+			smp_xfer_advance(x, u.off);
+		if (smp_xfer_running(x))
+			smp_xfer_fill(x);
+		return;
+	}
+
 	if (u.off == 0) {
 		/* No session on the device (reset, erase, another transport),
 		 * or it took nothing of the first chunk: send the whole first
@@ -534,10 +559,16 @@ static void smp_xfer_on_upload_answer(struct smp_xfer *x, const struct smp_xfer_
 	}
 
 	if (ch->first) {
-		if (u.off != ch->len)
-			x->result.resumed_at = u.off;
 		x->phase = SMP_XFER_STREAM;
-		x->next_off = u.off;
+		if (u.off != ch->len) {
+			/* A resumed session: the chunks sent behind the first one
+			 * were answered with its offset (or written, where one
+			 * started there: a duplicate answer then moves us on). */
+			x->result.resumed_at = u.off;
+			smp_xfer_drop_chunks(x);
+			x->next_off = u.off;
+		}
+		/* Else the chunks behind it are on their way, next_off after them. */
 		smp_xfer_advance(x, u.off);
 	} else if (u.off == end) {
 		smp_xfer_advance(x, u.off);

@@ -13,9 +13,14 @@
  *   image state: when a slot of the target image already holds image_hash,
  *   the operation ends at once with result.skipped.
  * - The first chunk (off 0) carries len, the full 32-byte file SHA-256,
- *   image and upgrade, with the long first-chunk timeout (slot erase). It is
- *   sent alone: its answer may resume an earlier session (off > 0, same
- *   sha) or report the image already there (off == len, match true).
+ *   image and upgrade, with the long first-chunk timeout (slot erase). The
+ *   chunks after it follow at once, up to the window, with the same timeout
+ *   (they wait behind the erase). The device writes a chunk only at the
+ *   offset it expects and answers any other with that offset, so this is
+ *   safe: when the first answer resumes an earlier session (off > 0, same
+ *   sha) or reports the image already there (off == len, match true), the
+ *   chunks still in flight are cancelled and the transfer goes on from the
+ *   answer's offset (or ends).
  * - Later chunks are pipelined up to the window (bulk priority, so
  *   interactive calls on the same client pass them), each sized to fill the
  *   link's budget (smp-chunk.h). The next offset always comes from the

@@ -430,7 +430,9 @@ static void test_resume_and_restart(void)
 	ok(o.done && o.error == 0 && o.res.verified, "resumed upload done and verified");
 	is_int(o.res.resumed_at, 40000, "device resumed at 40000");
 	is_int(g.m.data_bytes, img.size - 40000, "only the rest was written");
-	ok(o.res.bytes_sent < img.size - 40000 + 2048, "only the rest was sent (+ first chunk)");
+	ok(o.res.bytes_sent < img.size - 40000 + 3 * 2048,
+	   "only the rest was sent (+ the first chunk and the two sent behind it)");
+	is_int(o.res.restarts, 0, "no restart");
 	is_mem(g.m.slot, g.m.len, img.data, img.size, "slot holds the file");
 	rig_done(&g);
 
@@ -449,6 +451,134 @@ static void test_resume_and_restart(void)
 	is_mem(g.m.slot, g.m.len, img.data, img.size, "slot holds the file");
 	data_before = g.m.data_bytes;
 	ok(data_before > img.size, "the device took the data twice over the restart");
+	rig_done(&g);
+	free(img.data);
+}
+
+/* Chunks go out behind the first one, before its answer (smp_xfer_fill()). */
+static void test_first_chunk_pipelined(void)
+{
+	static const enum fate overtaken[] = { [0] = HOLD };
+	struct smp_client_config cfg;
+	struct smp_upload_options opts;
+	struct smp_upload_source src;
+	struct smp_client_stats st;
+	struct test_packet p[3], extra;
+	struct smp_buf answers[3] = { SMP_BUF_INIT, SMP_BUF_INIT, SMP_BUF_INIT };
+	struct image img;
+	struct rig g;
+	struct op o;
+	uint64_t after[3] = { 0 };
+	bool got = true;
+
+	image_load(&img, "tests/data/images/hash-only-1.2.3+4.bin");
+	src = image_source(&img);
+	smp_upload_options_init(&opts);
+	opts.check_state = false;
+	opts.first_timeout_ms = 5000;
+	smp_client_config_init(&cfg);
+	cfg.timeout_ms = 50;
+
+	/* A fresh session, window 3: the device is scripted by hand first. */
+	rig_init(&g, SMP_LINK_SERIAL, 2048, 4, &cfg);
+	g.m.image_check = true;
+	g.d->auto_fn = NULL;
+	smp_client_set_params(g.c, 2048, 4);
+	op_init(&o);
+	is_int(smp_image_upload(g.c, &src, &opts, on_progress, on_done, &o, on_destroy, NULL), 0,
+	       "pipelined first chunk: upload started");
+	for (unsigned i = 0; i < 3; i++)
+		got = got && test_dev_next(E, g.d, 2000, &p[i]);
+	ok(got, "three chunks out before any answer");
+	ok(!test_dev_next(E, g.d, 300, &extra), "no fourth: the window is full");
+	smp_client_get_stats(g.c, &st);
+	is_int(st.timeouts, 0, "300 ms unanswered, 50 ms default timeout: the chunks behind the "
+			       "first one wait with its timeout");
+	for (unsigned i = 0; got && i < 3; i++) {
+		if (!test_model_handle(&g.m, p[i].data, p[i].len, &answers[i]))
+			got = false;
+		after[i] = g.m.off;
+		free(p[i].data);
+	}
+	ok(got && g.m.n_first == 1 && after[0] > 0 && after[1] > after[0] && after[2] > after[1],
+	   "the device took all three at the offsets it expected (%llu, %llu, %llu)",
+	   (unsigned long long)after[0], (unsigned long long)after[1],
+	   (unsigned long long)after[2]);
+	is_int(g.m.data_bytes, after[2], "and wrote them");
+	g.d->auto_fn = rig_auto;
+	for (unsigned i = 0; got && i < 3; i++)
+		test_dev_send(g.d, answers[i].data, answers[i].len);
+	test_run_until(E, &o.done, 10000);
+	test_run_idle(E);
+	ok(o.done && o.error == 0 && o.res.verified, "done and verified (%d)", o.error);
+	is_mem(g.m.slot, g.m.len, img.data, img.size, "slot holds the file");
+	is_int(o.res.bytes_sent, img.size, "every byte sent once");
+	ok(o.res.resends == 0 && o.res.restarts == 0 && o.res.resumed_at == 0,
+	   "no resend, restart or resume");
+	rig_done(&g);
+	for (unsigned i = 0; i < 3; i++)
+		smp_buf_clear(&answers[i]);
+
+	/* A session of this sha at exactly the third chunk's offset: the device
+	 * answers the first chunk with it, drops the second, writes the third. */
+	rig_init(&g, SMP_LINK_SERIAL, 2048, 4, &cfg);
+	smp_client_set_params(g.c, 2048, 4);
+	memcpy(g.m.slot, img.data, after[1]);
+	g.m.session = true;
+	g.m.off = after[1];
+	g.m.len = img.size;
+	memcpy(g.m.sha, img.sha, 32);
+	g.m.sha_len = 32;
+	g.m.image_check = true;
+	upload(&g, &src, &opts, &o);
+	ok(o.done && o.error == 0 && o.res.verified,
+	   "resumed where a chunk sent behind the first starts: done and verified (%d)", o.error);
+	is_int(o.res.resumed_at, after[1], "resumed at that offset");
+	is_int(g.m.data_bytes, img.size - after[1], "nothing written twice");
+	is_mem(g.m.slot, g.m.len, img.data, img.size, "slot holds the file");
+	is_int(o.res.restarts, 0, "no restart");
+	rig_done(&g);
+
+	/* The second chunk overtakes the first (UDP): the device has no session
+	 * for it and answers off 0 before the first chunk's answer. That is no
+	 * restart; the third, dropped by the device, is sent again. */
+	rig_init(&g, SMP_LINK_UDP, 2048, 4, &cfg);
+	smp_client_set_params(g.c, 2048, 4);
+	g.m.image_check = true;
+	g.fates = overtaken;
+	g.n_fates = ELEMENTSOF(overtaken);
+	upload(&g, &src, &opts, &o);
+	ok(o.done && o.error == 0 && o.res.verified,
+	   "first chunk overtaken: done and verified (%d)", o.error);
+	is_int(g.m.n_first, 1, "the first chunk was sent once: an early off 0 is no restart");
+	is_int(o.res.restarts, 0, "no restart");
+	is_mem(g.m.slot, g.m.len, img.data, img.size, "slot holds the file");
+	rig_done(&g);
+
+	/* The first chunk is refused: the upload ends, nothing is written. */
+	rig_init(&g, SMP_LINK_BLE, 2048, 8, NULL);
+	g.m.refuse_rc = 9;
+	upload(&g, &src, &opts, &o);
+	ok(o.done && o.error == -EREMOTEIO && o.res.status.rc == 9,
+	   "refused with chunks behind it: -EREMOTEIO, rc 9 (%d)", o.error);
+	ok(g.m.n_uploads >= 2 && g.m.n_uploads <= 7, "no more than the window was sent (%u)",
+	   g.m.n_uploads);
+	is_int(g.m.data_bytes, 0, "nothing written");
+	ok(o.n_done == 1 && o.n_destroy == 1, "done and destroy once");
+	rig_done(&g);
+
+	/* Busy on the first chunk: the ones behind it find no session; all are
+	 * sent again after the backoff. */
+	opts.busy_backoff_ms = 5;
+	rig_init(&g, SMP_LINK_SERIAL, 2048, 4, &cfg);
+	smp_client_set_params(g.c, 2048, 4);
+	g.m.image_check = true;
+	g.m.busy = 1;
+	upload(&g, &src, &opts, &o);
+	ok(o.done && o.error == 0 && o.res.verified, "EBUSY with chunks behind it: done (%d)",
+	   o.error);
+	is_int(g.m.n_first, 1, "the device started one session");
+	is_mem(g.m.slot, g.m.len, img.data, img.size, "slot holds the file");
 	rig_done(&g);
 	free(img.data);
 }
@@ -1073,6 +1203,7 @@ int main(void)
 	test_pipelined_window();
 	test_udp_loss();
 	test_resume_and_restart();
+	test_first_chunk_pipelined();
 	test_match_and_skip();
 	test_errors();
 	test_cancel();
