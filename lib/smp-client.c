@@ -130,27 +130,80 @@ static void smp_client_noop_state(struct smp_transport *t, int state, void *user
 {
 }
 
-static int smp_client_on_reap(sd_event_source *s, void *userdata)
+/* A transport waiting to be freed from the loop: by a defer source, or by
+ * an exit source when the loop is told to end before the defer ran (the
+ * transport's own sources hold the loop, so otherwise neither would ever
+ * go and the loop would leak with them). */
+struct smp_client_reap {
+	struct smp_transport *transport;
+	sd_event_source *sources[2]; /* floating: owned by the loop */
+	unsigned n_sources;
+};
+
+static void smp_client_reap_destroy(void *userdata)
 {
-	smp_transport_free(userdata);
-	/* Created floating: hand the loop's reference back so the source goes. */
-	sd_event_source_set_floating(s, false);
+	struct smp_client_reap *rp = userdata;
+
+	if (--rp->n_sources > 0)
+		return;
+	smp_transport_free(rp->transport);
+	free(rp);
+}
+
+static int smp_client_on_reap(sd_event_source *s __attribute__((unused)), void *userdata)
+{
+	struct smp_client_reap *rp = userdata;
+	sd_event_source *sources[2] = { rp->sources[0], rp->sources[1] };
+
+	smp_transport_free(rp->transport);
+	rp->transport = NULL;
+	/* Hand the loop's references back so both sources go; rp goes with
+	 * the last one (after this returns: the loop holds the one it runs). */
+	for (size_t i = 0; i < ELEMENTSOF(sources); i++) {
+		if (!sources[i])
+			continue;
+		(void)sd_event_source_set_enabled(sources[i], SD_EVENT_OFF);
+		(void)sd_event_source_set_floating(sources[i], false);
+	}
 	return 0;
 }
 
-/* A floating defer source that frees the transport once the loop is back. */
+/* Frees the transport from the loop once the callback it is in returns.
+ * Returns 0, or -errno when no defer could be made (the caller frees it). */
 static int smp_client_reap_later(struct smp_client *c)
 {
-	sd_event_source *s;
-	int r;
+	struct smp_client_reap *rp;
 
-	r = sd_event_add_defer(c->event, &s, smp_client_on_reap, c->transport);
-	if (r < 0)
-		return r;
-	(void)sd_event_source_set_description(s, "smp-client-reap");
-	r = sd_event_source_set_floating(s, true);
-	sd_event_source_unref(s);
-	return r < 0 ? r : 0;
+	rp = calloc(1, sizeof(*rp));
+	if (!rp)
+		return -ENOMEM;
+	rp->transport = c->transport;
+	for (size_t i = 0; i < ELEMENTSOF(rp->sources); i++) {
+		sd_event_source *s;
+		int r;
+
+		r = i == 0 ? sd_event_add_defer(c->event, &s, smp_client_on_reap, rp)
+			   : sd_event_add_exit(c->event, &s, smp_client_on_reap, rp);
+		if (r >= 0) {
+			r = sd_event_source_set_floating(s, true);
+			if (r < 0)
+				sd_event_source_unref(s);
+		}
+		if (r < 0) {
+			if (i == 0) {
+				free(rp);
+				return r;
+			}
+			break; /* without the exit source: only a loop that ends first leaks */
+		}
+		(void)sd_event_source_set_description(s, i == 0 ? "smp-client-reap"
+								 : "smp-client-reap-exit");
+		(void)sd_event_source_set_destroy_callback(s, smp_client_reap_destroy);
+		rp->sources[i] = s;
+		rp->n_sources++;
+		sd_event_source_unref(s); /* floating: the loop keeps it */
+	}
+	return 0;
 }
 
 static void smp_client_on_packet(struct smp_transport *t, const uint8_t *pkt, size_t len,
