@@ -7,6 +7,7 @@
 #include <string.h>
 #include <systemd/sd-event.h>
 
+#include "api/api-device-cache.h"
 #include "api/api-field.h"
 #include "api/api-text.h"
 #include "api/api.h"
@@ -303,19 +304,14 @@ static int api_devices_parse_filter(struct api_req *q, struct api_devices_filter
 }
 
 /*
- * The list is what dashboards poll, up to 1,000 devices a page, and
- * serialising that many json_t trees per request was most of its cost. So
- * each item's text is kept and made again only when the registry announces
- * a change of its device (a listener), or when a field it changes silently
- * (last_seen, rssi) differs from the one the text holds. The one member that
- * moves with the clock, the summary's age_ms, is the item's last: the kept
- * text stops before it and every reply appends it. The loop owns the cache
- * (a floating, never enabled source whose destroy callback frees it), since
- * nothing else here lives as long as the routes do.
+ * Each item's text is kept (api-device-cache.h) and made again only when
+ * the registry announces a change of its device, or when a field it changes
+ * silently (last_seen, rssi) differs from the one the text holds. The one
+ * member that moves with the clock, the summary's age_ms, is the item's
+ * last: the kept text stops before it and every reply appends it.
  */
 struct api_devices_item {
-	char *id;             /* a copy: the device may be gone before the next resync */
-	struct gw_device *d;  /* NULL once removed */
+	struct api_device_cache_item base;
 	char *text;           /* api_devices_item_text(); NULL: make it again */
 	size_t len;
 	uint64_t at;          /* the summary's image state time, when has_at */
@@ -324,18 +320,6 @@ struct api_devices_item {
 	uint64_t last_seen_ms;
 	int rssi;
 	bool has_rssi;
-};
-
-struct api_devices_cache {
-	struct gw_manager *m;
-	struct gw_registry *registry;   /* listened to from the first list on */
-	struct api_devices_item *items; /* in id order, as the registry */
-	size_t n;
-	bool resync;                    /* devices came or went since items was built */
-	/* The reply's bytes, kept with their allocation from one request to the
-	 * next (api_reply_bytes() copies them): a body of this size freed and
-	 * allocated again costs page faults each time. */
-	struct smp_buf body;
 };
 
 /* A list item serialised up to its last member, the summary's age_ms: the
@@ -408,18 +392,10 @@ static void api_devices_item_forget(struct api_devices_item *it)
 	it->len = 0;
 }
 
-static void api_devices_item_clear(struct api_devices_item *it)
-{
-	api_devices_item_forget(it);
-	free(it->id);
-	it->id = NULL;
-	it->d = NULL;
-}
-
 /* Makes the item's text now unless the kept one still holds. Returns 0 or -ENOMEM. */
 static int api_devices_item_fresh(struct gw_manager *m, struct api_devices_item *it)
 {
-	struct gw_device *d = it->d;
+	struct gw_device *d = it->base.d;
 	int r;
 
 	if (it->text && it->last_seen_ms == d->last_seen_ms && it->has_rssi == d->has_rssi &&
@@ -436,178 +412,30 @@ static int api_devices_item_fresh(struct gw_manager *m, struct api_devices_item 
 	return 0;
 }
 
-static struct api_devices_item *api_devices_cache_find(struct api_devices_cache *c,
-							struct gw_device *d)
+static void api_devices_item_changed(struct api_device_cache_item *base,
+				     enum gw_registry_event ev, const char *section)
 {
-	size_t lo = 0, hi = c->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int k = strcmp(c->items[mid].id, d->id);
-
-		if (k == 0)
-			return c->items[mid].d == d ? &c->items[mid] : NULL;
-		if (k < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-static void api_devices_on_registry(struct gw_registry *r, enum gw_registry_event ev,
-				    struct gw_device *d, const char *section, void *userdata)
-{
-	struct api_devices_cache *c = userdata;
-	struct api_devices_item *it;
-
-	if (ev == GW_REGISTRY_ADDED) {
-		c->resync = true;
-		return;
-	}
 	/* The summary shows these two sections only. */
 	if (ev == GW_REGISTRY_REPORTED && strcmp(section, "image_state") != 0 &&
 	    strcmp(section, "info") != 0)
 		return;
-	it = api_devices_cache_find(c, d);
-	if (!it)
-		return;
-	api_devices_item_forget(it);
-	if (ev == GW_REGISTRY_REMOVED) {
-		/* Keeps the id (the array stays sorted) but never the device:
-		 * one registered again under that id is another. */
-		it->d = NULL;
-		c->resync = true;
-	}
+	api_devices_item_forget((struct api_devices_item *)base);
 }
 
-static void api_devices_cache_drop(struct api_devices_cache *c)
+static void api_devices_item_clear(struct api_device_cache_item *base)
 {
-	for (size_t i = 0; i < c->n; i++)
-		api_devices_item_clear(&c->items[i]);
-	free(c->items);
-	c->items = NULL;
-	c->n = 0;
+	api_devices_item_forget((struct api_devices_item *)base);
 }
 
-/* Rebuilds the items in the registry's order, keeping the text of every
- * device still there. Returns 0, or -ENOMEM with the cache emptied. */
-static int api_devices_cache_resync(struct api_devices_cache *c)
-{
-	size_t n = gw_registry_count(c->registry), k = 0, old = 0;
-	struct api_devices_item *items = calloc(MAX(n, (size_t)1), sizeof(*items));
-	struct gw_device *d;
-
-	if (!items)
-		goto oom;
-	for (d = gw_registry_next(c->registry, NULL); d && k < n;
-	     d = gw_registry_next(c->registry, d->id)) {
-		/* Both in id order: what is below d is gone. */
-		while (old < c->n && strcmp(c->items[old].id, d->id) < 0)
-			old++;
-		if (old < c->n && c->items[old].d == d) {
-			items[k++] = c->items[old];
-			c->items[old++] = (struct api_devices_item){};
-			continue;
-		}
-		items[k].d = d;
-		items[k].id = strdup(d->id);
-		if (!items[k++].id)
-			goto oom;
-	}
-	api_devices_cache_drop(c);
-	c->items = items;
-	c->n = k;
-	c->resync = false;
-	return 0;
-oom:
-	for (size_t i = 0; i < k; i++)
-		api_devices_item_clear(&items[i]);
-	free(items);
-	api_devices_cache_drop(c);
-	return -ENOMEM;
-}
-
-/* Follows the manager's registry from the first list on. Returns 1 when the
- * items may serve, 0 when they may not (no registry, or not the one
- * listened to: the caller serialises every device itself), -ENOMEM. */
-static int api_devices_cache_sync(struct api_devices_cache *c)
-{
-	struct gw_manager *m = c->m;
-	int r;
-
-	if (!c->registry) {
-		if (!m->registry)
-			return 0;
-		r = gw_registry_add_listener(m->registry, api_devices_on_registry, c);
-		if (r < 0)
-			return r;
-		c->registry = m->registry;
-		c->resync = true;
-	}
-	if (c->registry != m->registry)
-		return 0;
-	if (c->resync) {
-		r = api_devices_cache_resync(c);
-		if (r < 0)
-			return r;
-	}
-	return 1;
-}
-
-static void api_devices_cache_destroy(void *userdata)
-{
-	struct api_devices_cache *c = userdata;
-
-	/* The manager frees its registry before its loop: only a registry
-	 * still in place is listened to by us. */
-	if (c->registry && c->m->registry == c->registry)
-		gw_registry_remove_listener(c->registry, api_devices_on_registry, c);
-	api_devices_cache_drop(c);
-	smp_buf_clear(&c->body);
-	free(c);
-}
-
-static int api_devices_cache_never(sd_event_source *s, void *userdata)
-{
-	return 0;
-}
-
-/* The cache of the list route, owned by m's loop. Returns 0 or -errno. */
-static int api_devices_cache_new(struct gw_manager *m, struct api_devices_cache **ret)
-{
-	_cleanup_(sd_event_source_unrefp) sd_event_source *s = NULL;
-	struct api_devices_cache *c;
-	int r;
-
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->m = m;
-	r = sd_event_add_defer(m->event, &s, api_devices_cache_never, c);
-	if (r < 0) {
-		free(c);
-		return r;
-	}
-	/* From here on the source frees c, whatever fails. */
-	r = sd_event_source_set_destroy_callback(s, api_devices_cache_destroy);
-	if (r < 0) {
-		free(c);
-		return r;
-	}
-	r = sd_event_source_set_enabled(s, SD_EVENT_OFF);
-	if (r >= 0)
-		r = sd_event_source_set_description(s, "api-devices-cache");
-	if (r >= 0)
-		r = sd_event_source_set_floating(s, true);
-	if (r < 0)
-		return r;
-	*ret = c;
-	return 0;
-}
+static const struct api_device_cache_ops api_devices_cache_ops = {
+	.name = "api-devices-cache",
+	.item_size = sizeof(struct api_devices_item),
+	.changed = api_devices_item_changed,
+	.clear = api_devices_item_clear,
+};
 
 /* The list: c NULL (or not serving) serialises every device of the page. */
-static void api_devices_list(struct api_req *q, struct gw_manager *m, struct api_devices_cache *c)
+static void api_devices_list(struct api_req *q, struct gw_manager *m, struct api_device_cache *c)
 {
 	struct api_devices_filter f = {};
 	struct smp_buf local = SMP_BUF_INIT, *b = &local;
@@ -629,14 +457,14 @@ static void api_devices_list(struct api_req *q, struct gw_manager *m, struct api
 		return;
 	if (api_devices_parse_filter(q, &f) < 0)
 		goto out;
-	r = c ? api_devices_cache_sync(c) : 0;
+	r = c ? api_device_cache_sync(c) : 0;
 	if (r < 0)
 		goto oom;
 	if (r == 0)
 		c = NULL;
 
 	if (c) {
-		b = &c->body;
+		b = api_device_cache_body(c);
 		b->len = 0;
 	}
 	smp_buf_append(b, "{\"devices\":[", 12);
@@ -645,10 +473,10 @@ static void api_devices_list(struct api_req *q, struct gw_manager *m, struct api
 		struct api_devices_item *it = NULL, one = {};
 
 		if (c) {
-			if (i >= c->n)
+			if (i >= api_device_cache_count(c))
 				break;
-			it = &c->items[i];
-			d = it->d;
+			it = (struct api_devices_item *)api_device_cache_item(c, i);
+			d = it->base.d;
 		} else {
 			d = gw_registry_next(m->registry, d ? d->id : NULL);
 			if (!d)
@@ -664,7 +492,7 @@ static void api_devices_list(struct api_req *q, struct gw_manager *m, struct api
 			continue;
 		}
 		if (!it) {
-			one.d = d;
+			one.base.d = d;
 			it = &one;
 		}
 		r = api_devices_item_fresh(m, it);
@@ -709,9 +537,9 @@ static void api_devices_on_list(struct api_req *q, void *userdata)
 
 static void api_devices_on_list_cached(struct api_req *q, void *userdata)
 {
-	struct api_devices_cache *c = userdata;
+	struct api_device_cache *c = userdata;
 
-	api_devices_list(q, c->m, c);
+	api_devices_list(q, api_device_cache_manager(c), c);
 }
 
 /* ---- POST /api/v1/devices ---- */
@@ -971,11 +799,11 @@ static const struct api_route api_devices_routes[] = {
 
 int api_devices_register(struct api_http *h, struct gw_manager *m)
 {
-	struct api_devices_cache *c = NULL;
+	struct api_device_cache *c = NULL;
 	int r;
 
 	if (m->event) {
-		r = api_devices_cache_new(m, &c);
+		r = api_device_cache_new(m, &api_devices_cache_ops, &c);
 		if (r < 0)
 			return r;
 	}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <systemd/sd-event.h>
 
+#include "api/api-device-cache.h"
 #include "api/api-metrics.h"
 #include "api/api.h"
 #include "daemon/gw-manager.h"
@@ -347,18 +348,15 @@ static void api_metrics_device_stats(struct smp_buf *b, struct gw_device *d)
 }
 
 /*
- * The route's cache. Walking every device's reported JSON on each scrape is
- * bound by memory latency (a few dozen scattered objects per device), so
- * the two families drawn from it, smpgw_device_info and smpgw_device_stat,
- * are kept per device as text and made again only when the registry
- * announces a change of what they show (a listener). The families drawn
- * from the device's own fields are written at each scrape. The loop owns
- * the cache (a floating, never enabled source whose destroy callback frees
- * it): nothing else here lives as long as the route.
+ * Walking every device's reported JSON on each scrape is bound by memory
+ * latency (a few dozen scattered objects per device), so the two families
+ * drawn from it, smpgw_device_info and smpgw_device_stat, are kept per
+ * device as text (api-device-cache.h) and made again only when the
+ * registry announces a change of what they show. The families drawn from
+ * the device's own fields are written at each scrape.
  */
 struct api_metrics_item {
-	char *id;            /* a copy: the device may be gone before the next resync */
-	struct gw_device *d; /* NULL once removed */
+	struct api_device_cache_item base;
 	struct smp_buf info; /* api_metrics_device_info(), when info_fresh */
 	struct smp_buf stats;/* api_metrics_device_stats(), when stats_fresh */
 	uint64_t stats_at;   /* when has_stats, with stats */
@@ -367,24 +365,13 @@ struct api_metrics_item {
 	bool stats_fresh;
 };
 
-struct api_metrics_cache {
-	struct gw_manager *m;
-	struct gw_registry *registry;   /* listened to from the first scrape on */
-	struct api_metrics_item *items; /* in id order, as the registry */
-	size_t n;
-	bool resync;                    /* devices came or went since items was built */
-	/* The reply's bytes, kept with their allocation from one scrape to the
-	 * next (api_reply_bytes() copies them): a body of this size freed and
-	 * allocated again costs page faults each time. */
-	struct smp_buf body;
-};
-
-static void api_metrics_item_clear(struct api_metrics_item *it)
+static void api_metrics_item_clear(struct api_device_cache_item *base)
 {
+	struct api_metrics_item *it = (struct api_metrics_item *)base;
+
 	smp_buf_clear(&it->info);
 	smp_buf_clear(&it->stats);
-	free(it->id);
-	*it = (struct api_metrics_item){};
+	it->info_fresh = it->stats_fresh = false;
 }
 
 /* Makes the item's texts again where the registry said they changed.
@@ -393,7 +380,7 @@ static int api_metrics_item_fresh(struct api_metrics_item *it)
 {
 	if (!it->info_fresh) {
 		it->info.len = 0;
-		api_metrics_device_info(&it->info, it->d);
+		api_metrics_device_info(&it->info, it->base.d);
 		if (smp_buf_error(&it->info) < 0) {
 			smp_buf_clear(&it->info);
 			return -ENOMEM;
@@ -402,56 +389,25 @@ static int api_metrics_item_fresh(struct api_metrics_item *it)
 	}
 	if (!it->stats_fresh) {
 		it->stats.len = 0;
-		api_metrics_device_stats(&it->stats, it->d);
+		api_metrics_device_stats(&it->stats, it->base.d);
 		if (smp_buf_error(&it->stats) < 0) {
 			smp_buf_clear(&it->stats);
 			return -ENOMEM;
 		}
-		it->has_stats = gw_registry_get_reported(it->d, "stats", &it->stats_at) != NULL;
+		it->has_stats = gw_registry_get_reported(it->base.d, "stats", &it->stats_at) != NULL;
 		it->stats_fresh = true;
 	}
 	return 0;
 }
 
-static struct api_metrics_item *api_metrics_cache_find(struct api_metrics_cache *c,
-							struct gw_device *d)
+static void api_metrics_item_changed(struct api_device_cache_item *base,
+				     enum gw_registry_event ev, const char *section)
 {
-	size_t lo = 0, hi = c->n;
+	struct api_metrics_item *it = (struct api_metrics_item *)base;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int k = strcmp(c->items[mid].id, d->id);
-
-		if (k == 0)
-			return c->items[mid].d == d ? &c->items[mid] : NULL;
-		if (k < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-static void api_metrics_on_registry(struct gw_registry *r, enum gw_registry_event ev,
-				    struct gw_device *d, const char *section, void *userdata)
-{
-	struct api_metrics_cache *c = userdata;
-	struct api_metrics_item *it;
-
-	if (ev == GW_REGISTRY_ADDED) {
-		c->resync = true;
-		return;
-	}
-	it = api_metrics_cache_find(c, d);
-	if (!it)
-		return;
 	switch (ev) {
 	case GW_REGISTRY_REMOVED:
-		/* Keeps the id (the array stays sorted) but never the device:
-		 * one registered again under that id is another. */
-		it->d = NULL;
 		it->info_fresh = it->stats_fresh = false;
-		c->resync = true;
 		break;
 	case GW_REGISTRY_CHANGED: /* the name */
 		it->info_fresh = false;
@@ -467,134 +423,16 @@ static void api_metrics_on_registry(struct gw_registry *r, enum gw_registry_even
 	}
 }
 
-static void api_metrics_cache_drop(struct api_metrics_cache *c)
-{
-	for (size_t i = 0; i < c->n; i++)
-		api_metrics_item_clear(&c->items[i]);
-	free(c->items);
-	c->items = NULL;
-	c->n = 0;
-}
-
-/* Rebuilds the items in the registry's order, keeping the texts of every
- * device still there. Returns 0, or -ENOMEM with the cache emptied. */
-static int api_metrics_cache_resync(struct api_metrics_cache *c)
-{
-	size_t n = gw_registry_count(c->registry), k = 0, old = 0;
-	struct api_metrics_item *items = calloc(MAX(n, (size_t)1), sizeof(*items));
-	struct gw_device *d;
-
-	if (!items)
-		goto oom;
-	for (d = gw_registry_next(c->registry, NULL); d && k < n;
-	     d = gw_registry_next(c->registry, d->id)) {
-		/* Both in id order: what is below d is gone. */
-		while (old < c->n && strcmp(c->items[old].id, d->id) < 0)
-			old++;
-		if (old < c->n && c->items[old].d == d) {
-			items[k++] = c->items[old];
-			c->items[old++] = (struct api_metrics_item){};
-			continue;
-		}
-		items[k].d = d;
-		items[k].id = strdup(d->id);
-		if (!items[k++].id)
-			goto oom;
-	}
-	api_metrics_cache_drop(c);
-	c->items = items;
-	c->n = k;
-	c->resync = false;
-	return 0;
-oom:
-	for (size_t i = 0; i < k; i++)
-		api_metrics_item_clear(&items[i]);
-	free(items);
-	api_metrics_cache_drop(c);
-	return -ENOMEM;
-}
-
-/* Follows the manager's registry from the first scrape on. Returns 1 when
- * the items may serve, 0 when they may not (no registry, or not the one
- * listened to), -ENOMEM. */
-static int api_metrics_cache_sync(struct api_metrics_cache *c)
-{
-	struct gw_manager *m = c->m;
-	int r;
-
-	if (!c->registry) {
-		if (!m->registry)
-			return 0;
-		r = gw_registry_add_listener(m->registry, api_metrics_on_registry, c);
-		if (r < 0)
-			return r;
-		c->registry = m->registry;
-		c->resync = true;
-	}
-	if (c->registry != m->registry)
-		return 0;
-	if (c->resync) {
-		r = api_metrics_cache_resync(c);
-		if (r < 0)
-			return r;
-	}
-	return 1;
-}
-
-static void api_metrics_cache_destroy(void *userdata)
-{
-	struct api_metrics_cache *c = userdata;
-
-	/* The manager frees its registry before its loop: only a registry
-	 * still in place is listened to by us. */
-	if (c->registry && c->m->registry == c->registry)
-		gw_registry_remove_listener(c->registry, api_metrics_on_registry, c);
-	api_metrics_cache_drop(c);
-	smp_buf_clear(&c->body);
-	free(c);
-}
-
-static int api_metrics_cache_never(sd_event_source *s, void *userdata)
-{
-	return 0;
-}
-
-/* The route's cache, owned by m's loop. Returns 0 or -errno. */
-static int api_metrics_cache_new(struct gw_manager *m, struct api_metrics_cache **ret)
-{
-	_cleanup_(sd_event_source_unrefp) sd_event_source *s = NULL;
-	struct api_metrics_cache *c;
-	int r;
-
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->m = m;
-	r = sd_event_add_defer(m->event, &s, api_metrics_cache_never, c);
-	if (r < 0) {
-		free(c);
-		return r;
-	}
-	/* From here on the source frees c, whatever fails. */
-	r = sd_event_source_set_destroy_callback(s, api_metrics_cache_destroy);
-	if (r < 0) {
-		free(c);
-		return r;
-	}
-	r = sd_event_source_set_enabled(s, SD_EVENT_OFF);
-	if (r >= 0)
-		r = sd_event_source_set_description(s, "api-metrics-cache");
-	if (r >= 0)
-		r = sd_event_source_set_floating(s, true);
-	if (r < 0)
-		return r;
-	*ret = c;
-	return 0;
-}
+static const struct api_device_cache_ops api_metrics_cache_ops = {
+	.name = "api-metrics-cache",
+	.item_size = sizeof(struct api_metrics_item),
+	.changed = api_metrics_item_changed,
+	.clear = api_metrics_item_clear,
+};
 
 /* The device families; c (when it serves) holds each device's info and stats text. */
 static void api_metrics_devices(struct smp_buf *b, struct gw_manager *m,
-				struct api_metrics_cache *c)
+				struct api_device_cache *c)
 {
 	uint64_t now = gw_now_ms();
 	size_t n = gw_registry_count(m->registry), k = 0, i;
@@ -603,7 +441,7 @@ static void api_metrics_devices(struct smp_buf *b, struct gw_manager *m,
 	struct gw_device *d;
 	int r;
 
-	r = c ? api_metrics_cache_sync(c) : 0;
+	r = c ? api_device_cache_sync(c) : 0;
 	if (r == 0) {
 		c = NULL;
 		devs = calloc(MAX(n, (size_t)1), sizeof(*devs));
@@ -615,13 +453,16 @@ static void api_metrics_devices(struct smp_buf *b, struct gw_manager *m,
 		     d = gw_registry_next(m->registry, d->id))
 			devs[k++] = d;
 	} else
-		k = c->n;
+		k = api_device_cache_count(c);
 	if (r < 0) {
 		b->err = r; /* the buffer's sticky error: the scrape fails whole */
 		return;
 	}
 #define FOREACH_DEVICE \
-	for (i = 0; i < k && ((it = c ? &c->items[i] : NULL), (d = c ? it->d : devs[i])); i++)
+	for (i = 0; i < k &&                                                              \
+		    ((it = c ? (struct api_metrics_item *)api_device_cache_item(c, i) : NULL), \
+		     (d = c ? it->base.d : devs[i]));                                          \
+	     i++)
 
 	api_metrics_devices_count(b, m);
 
@@ -740,7 +581,7 @@ static void api_metrics_db(struct smp_buf *b, struct gw_manager *m)
 	api_metrics_value_u64(b, gw_manager_db_writes(m));
 }
 
-static int api_metrics_render_cached(struct gw_manager *m, struct api_metrics_cache *c,
+static int api_metrics_render_cached(struct gw_manager *m, struct api_device_cache *c,
 				     struct smp_buf *b)
 {
 	api_metrics_smp(b, m);
@@ -757,9 +598,9 @@ int api_metrics_render(struct gw_manager *m, struct smp_buf *b)
 	return api_metrics_render_cached(m, NULL, b);
 }
 
-static void api_metrics_reply(struct api_req *q, struct gw_manager *m, struct api_metrics_cache *c)
+static void api_metrics_reply(struct api_req *q, struct gw_manager *m, struct api_device_cache *c)
 {
-	struct smp_buf local = SMP_BUF_INIT, *b = c ? &c->body : &local;
+	struct smp_buf local = SMP_BUF_INIT, *b = c ? api_device_cache_body(c) : &local;
 	int r;
 
 	b->len = 0;
@@ -780,9 +621,9 @@ static void api_metrics_get(struct api_req *q, void *userdata)
 
 static void api_metrics_get_cached(struct api_req *q, void *userdata)
 {
-	struct api_metrics_cache *c = userdata;
+	struct api_device_cache *c = userdata;
 
-	api_metrics_reply(q, c->m, c);
+	api_metrics_reply(q, api_device_cache_manager(c), c);
 }
 
 /* One of the two: with the cache when there is a loop to own it. */
@@ -795,12 +636,12 @@ static const struct api_route api_metrics_cached_route = {
 
 int api_metrics_register(struct api_http *h, struct gw_manager *m)
 {
-	struct api_metrics_cache *c = NULL;
+	struct api_device_cache *c = NULL;
 	int r;
 
 	if (!m->event)
 		return api_http_add_routes(h, &api_metrics_route, 1, m);
-	r = api_metrics_cache_new(m, &c);
+	r = api_device_cache_new(m, &api_metrics_cache_ops, &c);
 	if (r < 0)
 		return r;
 	return api_http_add_routes(h, &api_metrics_cached_route, 1, c);

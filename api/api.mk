@@ -1,7 +1,8 @@
 # api/: the REST API: libmicrohttpd on the daemon's loop, routes, JSON, the OpenAPI document.
 noinst_LIBRARIES += api/libapi.a
 api_libapi_a_SOURCES = api/api-http.c api/api-http.h api/api.c api/api.h \
-	api/api-device.c api/api-system.c api/openapi-doc.h
+	api/api-device.c api/api-device-cache.c api/api-device-cache.h api/api-system.c \
+	api/openapi-doc.h
 nodist_api_libapi_a_SOURCES = api/openapi-doc.c
 api_libapi_a_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(JANSSON_CFLAGS) $(SYSTEMD_CFLAGS) $(CBOR_CFLAGS)
 API_LIBS = api/libapi.a $(MHD_LIBS)
