@@ -1,7 +1,6 @@
 # daemon/ + db/: the rollout engine (a durable job queue per rollout) and its tables.
-db_libdb_a_SOURCES += db/db-stmt.c db/db-stmt.h db/db-rollouts.c db/db-rollouts.h \
+db_libdb_a_SOURCES += db/db-rollouts.c db/db-rollouts.h \
 	db/db-jobs.c db/db-jobs.h
-# After 0004 (daemon/store.mk): the order of this list is the version order.
 daemon_libgw_a_SOURCES += daemon/gw-rollouts.c daemon/gw-rollouts.h \
 	daemon/gw-rollout-internal.h daemon/gw-rollout-job.c daemon/gw-rollout-sched.c
 

@@ -45,6 +45,10 @@ struct db *db_stmts_db(struct db_stmts *s)
 
 int db_stmt_errno(int rc)
 {
+	switch (rc) {
+	case SQLITE_CONSTRAINT_CHECK:
+	case SQLITE_CONSTRAINT_NOTNULL: return -EINVAL;
+	}
 	switch (rc & 0xff) {
 	case SQLITE_NOMEM: return -ENOMEM;
 	case SQLITE_CONSTRAINT: return -EEXIST;

@@ -19,8 +19,10 @@ struct db *db_stmts_db(struct db_stmts *s);
 
 /* Resets a statement and clears its bindings after use. */
 void db_stmt_done(sqlite3_stmt *st);
-/* An sqlite result code as a negative errno: constraint -EEXIST, busy or
- * locked -EBUSY, corrupt -EBADMSG, read-only -EACCES, no memory -ENOMEM,
+/* An sqlite result code (extended codes are on, see db.c) as a negative
+ * errno: a CHECK or NOT NULL violation -EINVAL, another constraint (unique,
+ * primary key, foreign key) -EEXIST, busy
+ * or locked -EBUSY, corrupt -EBADMSG, read-only -EACCES, no memory -ENOMEM,
  * anything else -EIO. */
 int db_stmt_errno(int rc);
 /* Runs a bound write statement to its end (bind_rc: the result of the

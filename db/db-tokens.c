@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "db/db-stmt.h"
 #include "db/db-tokens.h"
 #include "db/db.h"
 
@@ -27,43 +28,24 @@ static const char *const db_tokens_sql[_STMT_MAX] = {
 };
 
 struct db_tokens {
-	struct db *db;
-	sqlite3_stmt *stmt[_STMT_MAX];
+	struct db_stmts *stmts;
 };
-
-static int db_tokens_errno(int rc)
-{
-	switch (rc) {
-	case SQLITE_CONSTRAINT_UNIQUE:
-	case SQLITE_CONSTRAINT_PRIMARYKEY:
-		return -EEXIST;
-	case SQLITE_CONSTRAINT_CHECK:
-	case SQLITE_CONSTRAINT_NOTNULL:
-		return -EINVAL;
-	}
-	switch (rc & 0xff) {
-	case SQLITE_NOMEM: return -ENOMEM;
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB: return -EBADMSG;
-	case SQLITE_PERM:
-	case SQLITE_READONLY:
-	case SQLITE_AUTH: return -EACCES;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED: return -EBUSY;
-	default: return -EIO;
-	}
-}
 
 int db_tokens_new(struct db *db, struct db_tokens **ret)
 {
 	struct db_tokens *dt;
+	int r;
 
 	if (!db)
 		return -EINVAL;
 	dt = calloc(1, sizeof(*dt));
 	if (!dt)
 		return -ENOMEM;
-	dt->db = db;
+	r = db_stmts_new(db, db_tokens_sql, _STMT_MAX, &dt->stmts);
+	if (r < 0) {
+		free(dt);
+		return r;
+	}
 	*ret = dt;
 	return 0;
 }
@@ -71,67 +53,10 @@ int db_tokens_new(struct db *db, struct db_tokens **ret)
 struct db_tokens *db_tokens_free(struct db_tokens *dt)
 {
 	if (dt) {
-		for (size_t i = 0; i < _STMT_MAX; i++)
-			sqlite3_finalize(dt->stmt[i]);
+		db_stmts_free(dt->stmts);
 		free(dt);
 	}
 	return NULL;
-}
-
-/* The statement, prepared the first time it is needed and reset after every use. */
-static int db_tokens_stmt(struct db_tokens *dt, enum db_tokens_stmt which, sqlite3_stmt **ret)
-{
-	int rc;
-
-	if (!dt->stmt[which]) {
-		rc = sqlite3_prepare_v3(db_handle(dt->db), db_tokens_sql[which], -1,
-					SQLITE_PREPARE_PERSISTENT, &dt->stmt[which], NULL);
-		if (rc != SQLITE_OK)
-			return db_tokens_errno(rc);
-	}
-	*ret = dt->stmt[which];
-	return 0;
-}
-
-static void db_tokens_done(sqlite3_stmt *st)
-{
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-}
-
-static int db_tokens_bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
-static uint64_t db_tokens_column_time(sqlite3_stmt *st, int i)
-{
-	sqlite3_int64 v = sqlite3_column_int64(st, i);
-
-	return v > 0 ? (uint64_t)v : 0;
-}
-
-static const char *db_tokens_column_str(sqlite3_stmt *st, int i)
-{
-	const char *s = (const char *)sqlite3_column_text(st, i);
-
-	return s ? s : "";
-}
-
-/* Runs a bound write statement to completion; counts it. Returns the number of rows changed. */
-static int db_tokens_write(struct db_tokens *dt, sqlite3_stmt *st, int bind_rc)
-{
-	int rc = bind_rc;
-
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE)
-			db_count_write(dt->db);
-	}
-	db_tokens_done(st);
-	if (rc != SQLITE_DONE)
-		return db_tokens_errno(rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
-	return sqlite3_changes(db_handle(dt->db));
 }
 
 /* Steps a bound SELECT of DB_TOKENS_COLUMNS, calling cb per row. Returns the
@@ -141,29 +66,28 @@ static int db_tokens_walk(sqlite3_stmt *st, int bind_rc, db_tokens_row_fn cb, vo
 	int rc = bind_rc, r, n = 0;
 
 	if (rc != SQLITE_OK) {
-		db_tokens_done(st);
-		return db_tokens_errno(rc);
+		db_stmt_done(st);
+		return db_stmt_errno(rc);
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((r = db_stmt_step(st)) > 0) {
 		struct db_token row = {
 			.id = sqlite3_column_int64(st, 0),
-			.name = db_tokens_column_str(st, 1),
-			.role = db_tokens_column_str(st, 2),
-			.hash = db_tokens_column_str(st, 3),
-			.created_at_ms = db_tokens_column_time(st, 4),
-			.last_used_at_ms = db_tokens_column_time(st, 5),
-			.revoked_at_ms = db_tokens_column_time(st, 6),
+			.name = db_column_text(st, 1),
+			.role = db_column_text(st, 2),
+			.hash = db_column_text(st, 3),
+			.created_at_ms = db_column_u64(st, 4),
+			.last_used_at_ms = db_column_u64(st, 5),
+			.revoked_at_ms = db_column_u64(st, 6),
 		};
 
 		r = cb(&row, userdata);
 		if (r < 0) {
-			db_tokens_done(st);
+			db_stmt_done(st);
 			return r;
 		}
 		n++;
 	}
-	db_tokens_done(st);
-	return rc == SQLITE_DONE ? n : db_tokens_errno(rc);
+	return r < 0 ? r : n;
 }
 
 int db_tokens_insert(struct db_tokens *dt, const char *name, const char *role, const char *hash,
@@ -172,14 +96,14 @@ int db_tokens_insert(struct db_tokens *dt, const char *name, const char *role, c
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_tokens_stmt(dt, STMT_INSERT, &st);
+	r = db_stmts_get(dt->stmts, STMT_INSERT, &st);
 	if (r < 0)
 		return r;
-	rc = db_tokens_bind_text(st, 1, name);
-	rc = rc ?: db_tokens_bind_text(st, 2, role);
-	rc = rc ?: db_tokens_bind_text(st, 3, hash);
+	rc = db_bind_text_or_null(st, 1, name);
+	rc = rc ?: db_bind_text_or_null(st, 2, role);
+	rc = rc ?: db_bind_text_or_null(st, 3, hash);
 	rc = rc ?: sqlite3_bind_int64(st, 4, (sqlite3_int64)now_ms);
-	r = db_tokens_write(dt, st, rc);
+	r = db_stmt_write(dt->stmts, st, rc);
 	return r < 0 ? r : 0;
 }
 
@@ -188,7 +112,7 @@ int db_tokens_load(struct db_tokens *dt, db_tokens_row_fn cb, void *userdata)
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = db_tokens_stmt(dt, STMT_LOAD, &st);
+	r = db_stmts_get(dt->stmts, STMT_LOAD, &st);
 	if (r < 0)
 		return r;
 	return db_tokens_walk(st, SQLITE_OK, cb, userdata);
@@ -215,11 +139,11 @@ int db_tokens_find_hash(struct db_tokens *dt, const char *hash, db_tokens_row_fn
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = db_tokens_stmt(dt, STMT_FIND_HASH, &st);
+	r = db_stmts_get(dt->stmts, STMT_FIND_HASH, &st);
 	if (r < 0)
 		return r;
 	/* hash is UNIQUE: at most one row. */
-	r = db_tokens_walk(st, db_tokens_bind_text(st, 1, hash), db_tokens_on_one, &one);
+	r = db_tokens_walk(st, db_bind_text_or_null(st, 1, hash), db_tokens_on_one, &one);
 	if (r < 0)
 		return r;
 	return r == 0 ? -ENOENT : one.ret;
@@ -230,26 +154,30 @@ int db_tokens_revoke(struct db_tokens *dt, const char *name, uint64_t now_ms)
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_tokens_stmt(dt, STMT_REVOKE, &st);
+	r = db_stmts_get(dt->stmts, STMT_REVOKE, &st);
 	if (r < 0)
 		return r;
-	rc = db_tokens_bind_text(st, 1, name);
+	rc = db_bind_text_or_null(st, 1, name);
 	rc = rc ?: sqlite3_bind_int64(st, 2, (sqlite3_int64)now_ms);
-	r = db_tokens_write(dt, st, rc);
+	r = db_stmt_write(dt->stmts, st, rc);
 	if (r != 0)
 		return r < 0 ? r : 0;
 
 	/* Nothing changed: tell an unknown name from one revoked before. */
-	r = db_tokens_stmt(dt, STMT_REVOKED_AT, &st);
+	r = db_stmts_get(dt->stmts, STMT_REVOKED_AT, &st);
 	if (r < 0)
 		return r;
-	rc = db_tokens_bind_text(st, 1, name);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	db_tokens_done(st);
-	if (rc == SQLITE_ROW)
+	rc = db_bind_text_or_null(st, 1, name);
+	if (rc != SQLITE_OK) {
+		db_stmt_done(st);
+		return db_stmt_errno(rc);
+	}
+	r = db_stmt_step(st);
+	if (r > 0) {
+		db_stmt_done(st);
 		return -EALREADY;
-	return rc == SQLITE_DONE ? -ENOENT : db_tokens_errno(rc);
+	}
+	return r < 0 ? r : -ENOENT;
 }
 
 int db_tokens_touch(struct db_tokens *dt, int64_t id, uint64_t now_ms)
@@ -257,12 +185,12 @@ int db_tokens_touch(struct db_tokens *dt, int64_t id, uint64_t now_ms)
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_tokens_stmt(dt, STMT_TOUCH, &st);
+	r = db_stmts_get(dt->stmts, STMT_TOUCH, &st);
 	if (r < 0)
 		return r;
 	rc = sqlite3_bind_int64(st, 1, id);
 	rc = rc ?: sqlite3_bind_int64(st, 2, (sqlite3_int64)now_ms);
-	r = db_tokens_write(dt, st, rc);
+	r = db_stmt_write(dt->stmts, st, rc);
 	if (r < 0)
 		return r;
 	return r == 0 ? -ENOENT : 0;

@@ -1,6 +1,7 @@
 # db/: the sqlite schema, migrations and data access. No SQL outside this folder.
 noinst_LIBRARIES += db/libdb.a
-db_libdb_a_SOURCES = db/db.c db/db.h db/db-migrations.h db/db-devices.c db/db-devices.h
+db_libdb_a_SOURCES = db/db.c db/db.h db/db-migrations.h db/db-stmt.c db/db-stmt.h \
+	db/db-devices.c db/db-devices.h
 nodist_db_libdb_a_SOURCES = db/migrations.c
 db_libdb_a_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS)
 # Every migration, here and nowhere else: make expands a rule's prerequisites
