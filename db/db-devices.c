@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "db/db-devices.h"
+#include "db/db-stmt.h"
 #include "db/db.h"
 
 enum db_devices_stmt {
@@ -44,36 +45,24 @@ static const char *const db_devices_sql[_STMT_MAX] = {
 };
 
 struct db_devices {
-	struct db *db;
-	sqlite3_stmt *stmt[_STMT_MAX];
+	struct db_stmts *stmts;
 };
-
-static int db_devices_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_NOMEM: return -ENOMEM;
-	case SQLITE_CONSTRAINT: return -EEXIST;
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB: return -EBADMSG;
-	case SQLITE_PERM:
-	case SQLITE_READONLY:
-	case SQLITE_AUTH: return -EACCES;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED: return -EBUSY;
-	default: return -EIO;
-	}
-}
 
 int db_devices_new(struct db *db, struct db_devices **ret)
 {
 	struct db_devices *dd;
+	int r;
 
 	if (!db)
 		return -EINVAL;
 	dd = calloc(1, sizeof(*dd));
 	if (!dd)
 		return -ENOMEM;
-	dd->db = db;
+	r = db_stmts_new(db, db_devices_sql, _STMT_MAX, &dd->stmts);
+	if (r < 0) {
+		free(dd);
+		return r;
+	}
 	*ret = dd;
 	return 0;
 }
@@ -81,116 +70,52 @@ int db_devices_new(struct db *db, struct db_devices **ret)
 struct db_devices *db_devices_free(struct db_devices *dd)
 {
 	if (dd) {
-		for (size_t i = 0; i < _STMT_MAX; i++)
-			sqlite3_finalize(dd->stmt[i]);
+		db_stmts_free(dd->stmts);
 		free(dd);
 	}
 	return NULL;
 }
 
-/* The statement, prepared the first time it is needed and reset after every use. */
-static int db_devices_stmt(struct db_devices *dd, enum db_devices_stmt which, sqlite3_stmt **ret)
-{
-	int rc;
-
-	if (!dd->stmt[which]) {
-		rc = sqlite3_prepare_v3(db_handle(dd->db), db_devices_sql[which], -1,
-					SQLITE_PREPARE_PERSISTENT, &dd->stmt[which], NULL);
-		if (rc != SQLITE_OK)
-			return db_devices_errno(rc);
-	}
-	*ret = dd->stmt[which];
-	return 0;
-}
-
-static void db_devices_done(sqlite3_stmt *st)
-{
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-}
-
-static int db_bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
-/* 0 stands for NULL in the time columns ("never"). */
-static int db_bind_time(sqlite3_stmt *st, int i, uint64_t ms)
-{
-	return ms ? sqlite3_bind_int64(st, i, (sqlite3_int64)ms) : sqlite3_bind_null(st, i);
-}
-
-static uint64_t db_column_time(sqlite3_stmt *st, int i)
-{
-	sqlite3_int64 v = sqlite3_column_int64(st, i);
-
-	return v > 0 ? (uint64_t)v : 0;
-}
-
-static const char *db_column_str(sqlite3_stmt *st, int i)
-{
-	const char *s = (const char *)sqlite3_column_text(st, i);
-
-	return s ? s : "";
-}
-
-/* Runs a bound write statement to completion; counts it. Returns the number of rows changed. */
-static int db_devices_write(struct db_devices *dd, sqlite3_stmt *st, int bind_rc)
-{
-	int rc = bind_rc;
-
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE)
-			db_count_write(dd->db);
-	}
-	db_devices_done(st);
-	if (rc != SQLITE_DONE)
-		return db_devices_errno(rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
-	return sqlite3_changes(db_handle(dd->db));
-}
-
 int db_devices_load(struct db_devices *dd, db_devices_row_fn cb, void *userdata)
 {
 	sqlite3_stmt *st = NULL;
-	int rc, r, n = 0;
+	int r, n = 0;
 
-	r = db_devices_stmt(dd, STMT_LOAD, &st);
+	r = db_stmts_get(dd->stmts, STMT_LOAD, &st);
 	if (r < 0)
 		return r;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((r = db_stmt_step(st)) > 0) {
 		/* The strings point into the row, which lives until the next step:
 		 * the callback copies them before we get there. */
 		struct db_device row = {
-			.id = db_column_str(st, 0),
-			.identity = db_column_str(st, 1),
-			.transport = db_column_str(st, 2),
-			.address = db_column_str(st, 3),
-			.name = db_column_str(st, 4),
-			.labels = db_column_str(st, 5),
-			.source = db_column_str(st, 6),
+			.id = db_column_text(st, 0),
+			.identity = db_column_text(st, 1),
+			.transport = db_column_text(st, 2),
+			.address = db_column_text(st, 3),
+			.name = db_column_text(st, 4),
+			.labels = db_column_text(st, 5),
+			.source = db_column_text(st, 6),
 			.baud = (unsigned)sqlite3_column_int64(st, 7),
 			.name_pinned = sqlite3_column_int(st, 8) != 0,
 			.labels_pinned = sqlite3_column_int(st, 9) != 0,
 			.online = sqlite3_column_int(st, 10) != 0,
-			.last_seen_ms = db_column_time(st, 11),
+			.last_seen_ms = db_column_u64(st, 11),
 			.has_rssi = sqlite3_column_type(st, 12) != SQLITE_NULL,
 			.rssi = sqlite3_column_int(st, 12),
-			.reported = db_column_str(st, 13),
-			.reported_at_ms = db_column_time(st, 14),
-			.created_at_ms = db_column_time(st, 15),
-			.updated_at_ms = db_column_time(st, 16),
+			.reported = db_column_text(st, 13),
+			.reported_at_ms = db_column_u64(st, 14),
+			.created_at_ms = db_column_u64(st, 15),
+			.updated_at_ms = db_column_u64(st, 16),
 		};
 
 		r = cb(&row, userdata);
 		if (r < 0) {
-			db_devices_done(st);
+			db_stmt_done(st);
 			return r;
 		}
 		n++;
 	}
-	db_devices_done(st);
-	return rc == SQLITE_DONE ? n : db_devices_errno(rc);
+	return r < 0 ? r : n;
 }
 
 int db_devices_upsert(struct db_devices *dd, const struct db_device *dev, uint64_t now_ms)
@@ -198,21 +123,21 @@ int db_devices_upsert(struct db_devices *dd, const struct db_device *dev, uint64
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_devices_stmt(dd, STMT_UPSERT, &st);
+	r = db_stmts_get(dd->stmts, STMT_UPSERT, &st);
 	if (r < 0)
 		return r;
-	rc = db_bind_text(st, 1, dev->id);
-	rc = rc ?: db_bind_text(st, 2, dev->identity);
-	rc = rc ?: db_bind_text(st, 3, dev->transport);
-	rc = rc ?: db_bind_text(st, 4, dev->address);
-	rc = rc ?: db_bind_text(st, 5, dev->name ? dev->name : "");
-	rc = rc ?: db_bind_text(st, 6, dev->labels ? dev->labels : "[]");
-	rc = rc ?: db_bind_text(st, 7, dev->source);
+	rc = db_bind_text_or_null(st, 1, dev->id);
+	rc = rc ?: db_bind_text_or_null(st, 2, dev->identity);
+	rc = rc ?: db_bind_text_or_null(st, 3, dev->transport);
+	rc = rc ?: db_bind_text_or_null(st, 4, dev->address);
+	rc = rc ?: db_bind_text_or_null(st, 5, dev->name ? dev->name : "");
+	rc = rc ?: db_bind_text_or_null(st, 6, dev->labels ? dev->labels : "[]");
+	rc = rc ?: db_bind_text_or_null(st, 7, dev->source);
 	rc = rc ?: sqlite3_bind_int64(st, 8, dev->baud);
 	rc = rc ?: sqlite3_bind_int(st, 9, dev->name_pinned);
 	rc = rc ?: sqlite3_bind_int(st, 10, dev->labels_pinned);
 	rc = rc ?: sqlite3_bind_int64(st, 11, (sqlite3_int64)now_ms);
-	r = db_devices_write(dd, st, rc);
+	r = db_stmt_write(dd->stmts, st, rc);
 	return r < 0 ? r : 0;
 }
 
@@ -221,10 +146,10 @@ int db_devices_delete(struct db_devices *dd, const char *id)
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = db_devices_stmt(dd, STMT_DELETE, &st);
+	r = db_stmts_get(dd->stmts, STMT_DELETE, &st);
 	if (r < 0)
 		return r;
-	r = db_devices_write(dd, st, db_bind_text(st, 1, id));
+	r = db_stmt_write(dd->stmts, st, db_bind_text_or_null(st, 1, id));
 	if (r < 0)
 		return r;
 	return r == 0 ? -ENOENT : 0;
@@ -235,10 +160,10 @@ int db_devices_reset_online(struct db_devices *dd)
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = db_devices_stmt(dd, STMT_RESET_ONLINE, &st);
+	r = db_stmts_get(dd->stmts, STMT_RESET_ONLINE, &st);
 	if (r < 0)
 		return r;
-	return db_devices_write(dd, st, SQLITE_OK);
+	return db_stmt_write(dd->stmts, st, SQLITE_OK);
 }
 
 int db_devices_update_online(struct db_devices *dd, const char *id, bool online, uint64_t now_ms)
@@ -246,13 +171,13 @@ int db_devices_update_online(struct db_devices *dd, const char *id, bool online,
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_devices_stmt(dd, STMT_ONLINE, &st);
+	r = db_stmts_get(dd->stmts, STMT_ONLINE, &st);
 	if (r < 0)
 		return r;
-	rc = db_bind_text(st, 1, id);
+	rc = db_bind_text_or_null(st, 1, id);
 	rc = rc ?: sqlite3_bind_int(st, 2, online);
 	rc = rc ?: sqlite3_bind_int64(st, 3, (sqlite3_int64)now_ms);
-	r = db_devices_write(dd, st, rc);
+	r = db_stmt_write(dd->stmts, st, rc);
 	if (r < 0)
 		return r;
 	return r == 0 ? -ENOENT : 0;
@@ -265,16 +190,16 @@ int db_devices_update_names(struct db_devices *dd, const char *id, const char *n
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_devices_stmt(dd, STMT_NAMES, &st);
+	r = db_stmts_get(dd->stmts, STMT_NAMES, &st);
 	if (r < 0)
 		return r;
-	rc = db_bind_text(st, 1, id);
-	rc = rc ?: db_bind_text(st, 2, name ? name : "");
+	rc = db_bind_text_or_null(st, 1, id);
+	rc = rc ?: db_bind_text_or_null(st, 2, name ? name : "");
 	rc = rc ?: sqlite3_bind_int(st, 3, name_pinned);
-	rc = rc ?: db_bind_text(st, 4, labels ? labels : "[]");
+	rc = rc ?: db_bind_text_or_null(st, 4, labels ? labels : "[]");
 	rc = rc ?: sqlite3_bind_int(st, 5, labels_pinned);
 	rc = rc ?: sqlite3_bind_int64(st, 6, (sqlite3_int64)now_ms);
-	r = db_devices_write(dd, st, rc);
+	r = db_stmt_write(dd->stmts, st, rc);
 	if (r < 0)
 		return r;
 	return r == 0 ? -ENOENT : 0;
@@ -286,13 +211,13 @@ int db_devices_update_reported(struct db_devices *dd, const char *id, const char
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_devices_stmt(dd, STMT_REPORTED, &st);
+	r = db_stmts_get(dd->stmts, STMT_REPORTED, &st);
 	if (r < 0)
 		return r;
-	rc = db_bind_text(st, 1, id);
-	rc = rc ?: db_bind_text(st, 2, reported ? reported : "{}");
-	rc = rc ?: db_bind_time(st, 3, reported_at_ms);
-	r = db_devices_write(dd, st, rc);
+	rc = db_bind_text_or_null(st, 1, id);
+	rc = rc ?: db_bind_text_or_null(st, 2, reported ? reported : "{}");
+	rc = rc ?: db_bind_time_or_null(st, 3, reported_at_ms);
+	r = db_stmt_write(dd->stmts, st, rc);
 	if (r < 0)
 		return r;
 	return r == 0 ? -ENOENT : 0;
@@ -301,37 +226,38 @@ int db_devices_update_reported(struct db_devices *dd, const char *id, const char
 int db_devices_update_batch(struct db_devices *dd, const struct db_device_batch *rows, size_t n,
 			    uint64_t now_ms)
 {
+	struct db *db = db_stmts_db(dd->stmts);
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
 	if (n == 0)
 		return 0;
-	r = db_devices_stmt(dd, STMT_BATCH, &st);
+	r = db_stmts_get(dd->stmts, STMT_BATCH, &st);
 	if (r < 0)
 		return r;
 	/* One transaction: one WAL commit for the whole batch instead of one per device. */
-	r = db_begin(dd->db);
+	r = db_begin(db);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		const struct db_device_batch *b = &rows[i];
 
-		rc = db_bind_text(st, 1, b->id);
-		rc = rc ?: db_bind_time(st, 2, b->last_seen_ms);
+		rc = db_bind_text_or_null(st, 1, b->id);
+		rc = rc ?: db_bind_time_or_null(st, 2, b->last_seen_ms);
 		rc = rc ?: sqlite3_bind_int(st, 3, b->has_rssi);
 		rc = rc ?: sqlite3_bind_int(st, 4, b->rssi);
-		rc = rc ?: db_bind_text(st, 5, b->reported);
-		rc = rc ?: (b->reported ? db_bind_time(st, 6, b->reported_at_ms)
+		rc = rc ?: db_bind_text_or_null(st, 5, b->reported);
+		rc = rc ?: (b->reported ? db_bind_time_or_null(st, 6, b->reported_at_ms)
 					: sqlite3_bind_null(st, 6));
 		rc = rc ?: sqlite3_bind_int64(st, 7, (sqlite3_int64)now_ms);
-		r = db_devices_write(dd, st, rc);
+		r = db_stmt_write(dd->stmts, st, rc);
 		if (r < 0) {
-			db_rollback(dd->db);
+			db_rollback(db);
 			return r;
 		}
 	}
-	r = db_commit(dd->db);
+	r = db_commit(db);
 	if (r < 0)
-		db_rollback(dd->db);
+		db_rollback(db);
 	return r;
 }
