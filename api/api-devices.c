@@ -350,21 +350,6 @@ static int api_devices_item_text(struct gw_manager *m, struct gw_device *d, char
 	return 0;
 }
 
-/* Decimal digits of v into buf (at least 20 bytes); returns their count. */
-static size_t api_devices_format_u64(char *buf, uint64_t v)
-{
-	char rev[20];
-	size_t n = 0;
-
-	do {
-		rev[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		buf[i] = rev[n - 1 - i];
-	return n;
-}
-
 /* An item's kept text, then ,"age_ms":N}} as of now. */
 static void api_devices_append_item(struct smp_buf *b, const char *text, size_t len, bool has_at,
 				    uint64_t at, uint64_t now)
@@ -376,7 +361,7 @@ static void api_devices_append_item(struct smp_buf *b, const char *text, size_t 
 	smp_buf_append(b, text, len);
 	memcpy(tail, key, n);
 	if (has_at) {
-		n += api_devices_format_u64(tail + n, api_devices_age(now, at));
+		n += api_text_u64(tail + n, api_devices_age(now, at));
 	} else {
 		memcpy(tail + n, "null", 4);
 		n += 4;
@@ -515,7 +500,7 @@ static void api_devices_list(struct api_req *q, struct gw_manager *m, struct api
 	} else
 		smp_buf_append(b, "null", 4);
 	smp_buf_append(b, ",\"total\":", 9);
-	smp_buf_append(b, num, api_devices_format_u64(num, total));
+	smp_buf_append(b, num, api_text_u64(num, total));
 	smp_buf_append(b, "}", 1);
 	if (smp_buf_error(b) < 0)
 		goto oom;

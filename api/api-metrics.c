@@ -9,6 +9,7 @@
 
 #include "api/api-device-cache.h"
 #include "api/api-metrics.h"
+#include "api/api-text.h"
 #include "api/api.h"
 #include "daemon/gw-manager.h"
 #include "daemon/gw-metrics.h"
@@ -130,26 +131,16 @@ static void api_metrics_series(struct smp_buf *b, const char *name, ...)
 		api_metrics_put(b, "}", 1);
 }
 
-/* The decimal digits of v, written backwards so that they end at end;
- * returns where they start. */
-static char *api_metrics_digits(char *end, uint64_t v)
-{
-	do {
-		*--end = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	return end;
-}
-
 /* " <v>\n" without printf, the other hot spot of a large scrape. */
 static void api_metrics_value_u64(struct smp_buf *b, uint64_t v)
 {
-	char text[24], *end = text + sizeof(text) - 1, *p;
+	char text[24];
+	size_t n = 1;
 
-	*end = '\n';
-	p = api_metrics_digits(end, v);
-	*--p = ' ';
-	api_metrics_put(b, p, (size_t)(end + 1 - p));
+	text[0] = ' ';
+	n += api_text_u64(text + n, v);
+	text[n++] = '\n';
+	api_metrics_put(b, text, n);
 }
 
 static void api_metrics_value_i64(struct smp_buf *b, int64_t v)
@@ -164,18 +155,18 @@ static void api_metrics_value_i64(struct smp_buf *b, int64_t v)
 /* Milliseconds as seconds, exactly. */
 static void api_metrics_value_ms(struct smp_buf *b, uint64_t ms)
 {
-	char text[32], *end = text + sizeof(text) - 1, *p;
 	unsigned frac = (unsigned)(ms % 1000);
+	char text[32];
+	size_t n = 1;
 
-	*end = '\n';
-	p = end - 3;
-	p[0] = (char)('0' + frac / 100);
-	p[1] = (char)('0' + frac / 10 % 10);
-	p[2] = (char)('0' + frac % 10);
-	*--p = '.';
-	p = api_metrics_digits(p, ms / 1000);
-	*--p = ' ';
-	api_metrics_put(b, p, (size_t)(end + 1 - p));
+	text[0] = ' ';
+	n += api_text_u64(text + n, ms / 1000);
+	text[n++] = '.';
+	text[n++] = (char)('0' + frac / 100);
+	text[n++] = (char)('0' + frac / 10 % 10);
+	text[n++] = (char)('0' + frac % 10);
+	text[n++] = '\n';
+	api_metrics_put(b, text, n);
 }
 
 static void api_metrics_value_double(struct smp_buf *b, double v)

@@ -100,3 +100,17 @@ int api_text_set_bytes(json_t *o, const char *text_key, const char *b64_key, boo
 	free(b64);
 	return r;
 }
+
+size_t api_text_u64(char *buf, uint64_t v)
+{
+	char rev[20];
+	size_t n = 0;
+
+	do {
+		rev[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = rev[n - 1 - i];
+	return n;
+}

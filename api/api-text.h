@@ -24,6 +24,10 @@ int api_text_base64_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_l
  * string, -ENOMEM. */
 int api_text_hex(const uint8_t *p, size_t n, char **ret);
 
+/* The decimal digits of v into buf (room for 20), without printf: the hot
+ * path of the device list and /metrics. Returns how many were written. */
+size_t api_text_u64(char *buf, uint64_t v);
+
 /* Bytes a device sent as they are (a setting's value, shell output): sets
  * o[text_key] to them as a string when they are valid UTF-8, and
  * o[b64_key] to their base64 when they are not, or always when b64_always.

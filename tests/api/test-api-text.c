@@ -153,11 +153,31 @@ static void test_set_bytes(void)
 	}
 }
 
+static void test_u64(void)
+{
+	static const struct {
+		uint64_t v;
+		const char *text;
+	} cases[] = {
+		{ 0, "0" }, { 7, "7" }, { 10, "10" }, { 1000, "1000" },
+		{ 1731974400123ULL, "1731974400123" }, { UINT64_MAX, "18446744073709551615" },
+	};
+	char buf[24];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = api_text_u64(buf, cases[i].v);
+
+		buf[n] = '\0';
+		is_str(buf, cases[i].text, "u64: %s", cases[i].text);
+	}
+}
+
 int main(void)
 {
 	test_control();
 	test_base64();
 	test_hex();
 	test_set_bytes();
+	test_u64();
 	return tap_done();
 }
