@@ -217,3 +217,21 @@ int api_device_cached(struct api_req *q, struct gw_manager *m, struct gw_device 
 	}
 	return device_call_start(q, m, d, TAKE_PTR(rq), section, parse, NULL, NULL);
 }
+
+void api_device_command(struct api_req *q, struct gw_manager *m,
+			int (*build)(struct smp_request **ret), const char *what,
+			api_device_parse_fn parse)
+{
+	struct smp_request *req = NULL;
+	struct gw_device *d = api_device_lookup(q, m);
+	int r;
+
+	if (!d)
+		return;
+	r = build(&req);
+	if (r < 0) {
+		api_reply_errno(q, r, what);
+		return;
+	}
+	(void)api_device_call(q, m, d, req, parse, NULL, NULL);
+}

@@ -674,20 +674,8 @@ static int api_fs_on_types_answer(const struct smp_response *rsp, json_t **ret, 
 
 static void api_fs_on_types(struct api_req *q, void *userdata)
 {
-	struct gw_manager *m = userdata;
-	struct smp_request *req;
-	struct gw_device *d;
-	int r;
-
-	d = api_device_lookup(q, m);
-	if (!d)
-		return;
-	r = smp_fs_types_request(&req);
-	if (r < 0) {
-		api_reply_errno(q, r, "hash types");
-		return;
-	}
-	(void)api_device_call(q, m, d, req, api_fs_on_types_answer, NULL, NULL);
+	api_device_command(q, userdata, smp_fs_types_request, "hash types",
+			   api_fs_on_types_answer);
 }
 
 static int api_fs_on_close_answer(const struct smp_response *rsp, json_t **ret, void *userdata)

@@ -263,19 +263,8 @@ static int api_image_on_slots(const struct smp_response *rsp, json_t **ret, void
 
 static void api_image_slots(struct api_req *q, void *userdata)
 {
-	struct gw_manager *m = userdata;
-	struct smp_request *req = NULL;
-	struct gw_device *d = api_device_lookup(q, m);
-	int r;
-
-	if (!d)
-		return;
-	r = smp_image_slot_info_request(&req);
-	if (r < 0) {
-		api_reply_errno(q, r, "slot info");
-		return;
-	}
-	(void)api_device_call(q, m, d, req, api_image_on_slots, NULL, NULL);
+	api_device_command(q, userdata, smp_image_slot_info_request, "slot info",
+			   api_image_on_slots);
 }
 
 static const struct api_route api_image_routes[] = {

@@ -23,19 +23,8 @@ static int api_zephyr_on_erased(const struct smp_response *rsp, json_t **ret, vo
 
 static void api_zephyr_erase_storage(struct api_req *q, void *userdata)
 {
-	struct gw_manager *m = userdata;
-	struct smp_request *req = NULL;
-	struct gw_device *d = api_device_lookup(q, m);
-	int r;
-
-	if (!d)
-		return;
-	r = smp_zephyr_erase_storage_request(&req);
-	if (r < 0) {
-		api_reply_errno(q, r, "storage erase");
-		return;
-	}
-	(void)api_device_call(q, m, d, req, api_zephyr_on_erased, NULL, NULL);
+	api_device_command(q, userdata, smp_zephyr_erase_storage_request, "storage erase",
+			   api_zephyr_on_erased);
 }
 
 static const struct api_route api_zephyr_routes[] = {

@@ -58,6 +58,13 @@ int api_device_call(struct api_req *q, struct gw_manager *m, struct gw_device *d
 		    struct smp_request *req, api_device_parse_fn parse, void *userdata,
 		    void (*destroy)(void *));
 
+/* A command without arguments: the device of "{id}" (404 when unknown),
+ * the request build() makes (what names it in an error reply), and
+ * api_device_call() with parse. */
+void api_device_command(struct api_req *q, struct gw_manager *m,
+			int (*build)(struct smp_request **ret), const char *what,
+			api_device_parse_fn parse);
+
 /* Replies a device's error status as api_device_call() does: rc EBUSY 409
  * "device_busy", ENOENT 404 "not_found", EINVAL 400 "device_refused", else
  * 502 "device_error", each with the smp object. header_group names the
