@@ -100,6 +100,10 @@ void sim_link_receive(struct sim_link *l, const uint8_t *pkt, size_t len,
  * added here, after the response has passed the paced wire), then
  * ops->transmit when its time comes. */
 void sim_link_send(struct sim_link *l, const uint8_t *pkt, size_t len, const struct sim_peer *to);
+/* The same for a response the device finished at `at` (CLOCK_MONOTONIC µs,
+ * not later than now): the wire and the latency count from then. */
+void sim_link_send_at(struct sim_link *l, const uint8_t *pkt, size_t len,
+		      const struct sim_peer *to, uint64_t at);
 /* Counts bytes the transport moved (both directions); triggers the
  * disconnect-after fault. */
 void sim_link_count(struct sim_link *l, size_t n);

@@ -21,6 +21,7 @@ struct sim_job {
 	struct sim_peer peer;
 	uint8_t *data;
 	size_t len;
+	uint64_t arrived_us;
 };
 
 struct sim_node {
@@ -44,6 +45,11 @@ struct sim_node {
 	struct sim_result result;
 	sd_event_source *busy_timer;
 	sd_event_source *boot_timer;
+	/* The device's own clock: when the worker became free. A real device's
+	 * flash write does not grow by the host's timer wake-up latency, so the
+	 * next request starts from the time the last one was due to end, not
+	 * from when this process got round to it. */
+	uint64_t free_at_us;
 	uint64_t requests;
 	uint64_t dropped;
 	uint64_t no_buffer; /* of those dropped: all buffers were taken */
@@ -211,13 +217,14 @@ void sim_node_reset(struct sim_node *n, const char *reason)
 	sim_node_go_down(n, reason);
 }
 
-static void sim_node_arm_busy(struct sim_node *n, uint64_t usec)
+/* The worker is busy until `until` (CLOCK_MONOTONIC, µs). */
+static void sim_node_arm_busy(struct sim_node *n, uint64_t until)
 {
 	int r;
 
 	if (!n->busy_timer) {
 		r = sd_event_add_time(n->event, &n->busy_timer, CLOCK_MONOTONIC,
-				      sim_node_now(n) + usec, SIM_TIMER_ACCURACY_US,
+				      until, SIM_TIMER_ACCURACY_US,
 				      sim_node_on_done, n);
 		if (r < 0) {
 			sim_log_errno(SIM_LOG_ERR, r, sim_device_name(n->dev),
@@ -226,14 +233,15 @@ static void sim_node_arm_busy(struct sim_node *n, uint64_t usec)
 		}
 		sd_event_source_set_description(n->busy_timer, "sim-node-busy");
 	} else {
-		sd_event_source_set_time(n->busy_timer, sim_node_now(n) + usec);
+		sd_event_source_set_time(n->busy_timer, until);
 		sd_event_source_set_enabled(n->busy_timer, SD_EVENT_ONESHOT);
 	}
 }
 
 /* The worker is done with a request: its two buffers are free again. */
-static void sim_node_release(struct sim_node *n)
+static void sim_node_release(struct sim_node *n, uint64_t at)
 {
+	n->free_at_us = at;
 	n->busy = false;
 	n->sending = false;
 	sim_job_clear(&n->current);
@@ -248,14 +256,16 @@ static int sim_node_on_done(sd_event_source *s, uint64_t usec, void *userdata)
 	struct sim_link *l = n->current.link;
 	uint64_t hold = 0;
 
+	/* usec is when the work was due to end (not when the loop woke). */
 	if (n->sending) {
-		sim_node_release(n);
+		sim_node_release(n, usec);
 		return 0;
 	}
 	n->result = (struct sim_result){0};
 	if (!res.power_loss)
 		for (size_t i = 0; i < res.n_pkts; i++) {
-			sim_link_send(l, res.pkts[i].data, res.pkts[i].len, &n->current.peer);
+			sim_link_send_at(l, res.pkts[i].data, res.pkts[i].len, &n->current.peer,
+					 usec);
 			if (l->ops->tx_hold_us)
 				hold += l->ops->tx_hold_us(l, res.pkts[i].len);
 		}
@@ -267,9 +277,9 @@ static int sim_node_on_done(sd_event_source *s, uint64_t usec, void *userdata)
 	} else if (hold > 0) {
 		/* Buffers and worker stay taken until the answer has left. */
 		n->sending = true;
-		sim_node_arm_busy(n, hold);
+		sim_node_arm_busy(n, usec + hold);
 	} else
-		sim_node_release(n);
+		sim_node_release(n, usec);
 	sim_result_clear(&res);
 	return 0;
 }
@@ -315,7 +325,9 @@ static void sim_node_kick(struct sim_node *n)
 	n->requests++;
 	if (sim_log_max >= SIM_LOG_DEBUG)
 		sim_node_log_request(n, &job);
-	sim_node_arm_busy(n, n->result.busy_us);
+	/* It started when it arrived or when the worker became free, whichever
+	 * came later; both are in the past. */
+	sim_node_arm_busy(n, MAX(job.arrived_us, n->free_at_us) + n->result.busy_us);
 }
 
 void sim_node_submit(struct sim_node *n, struct sim_link *l, const uint8_t *pkt, size_t len,
@@ -353,7 +365,7 @@ void sim_node_submit(struct sim_node *n, struct sim_link *l, const uint8_t *pkt,
 		n->q_cap = cap;
 	}
 	j = &n->queue[n->q_len];
-	*j = (struct sim_job){.link = l, .len = len};
+	*j = (struct sim_job){.link = l, .len = len, .arrived_us = sim_node_now(n)};
 	if (from)
 		j->peer = *from;
 	j->data = malloc(len ? len : 1);
