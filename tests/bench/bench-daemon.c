@@ -728,7 +728,8 @@ struct best {
 	const char *bound;	     /* which one binds */
 };
 
-/* The shortest time in which ANY client could move chunks [from, n) given
+/* The fluid bound: a relaxation of the limit (sched_time() below) that a
+ * closed formula gives. No client can move chunks [from, n) faster given
  * the link, the device's service times and at most w_max requests at the
  * device (buf_count - 1: Zephyr takes a buffer per waiting request and one
  * for the answer being built). Each is a lower bound on the completion time
@@ -742,8 +743,9 @@ struct best {
  *   window: request i holds one of the w_max places for at least its cycle
  *           (its wire time, service, answer wire time, RTT), so the total
  *           is at least sum(cycle) / w_max, and at least the longest cycle.
- * The bound assumes requests spread out perfectly; a burst of w_max
- * requests queues at the device, so it is not always reachable. */
+ * The bound assumes requests spread out perfectly over the window; the
+ * device serves one at a time, so the first w_max wait for each other and
+ * the bound is not reachable when the window binds (see sched_time()). */
 static void best_time(const struct model *md, const struct plan *pl, unsigned from, struct best *b)
 {
 	double rsp = wire_s(md, md->rsp_wire), hold = md->serial ? rsp : 0;
@@ -783,8 +785,18 @@ static void best_time(const struct model *md, const struct plan *pl, unsigned fr
  * writes each answer before it takes the next request). Every time is the
  * earliest its constraints allow and they only ever wait for earlier
  * events, so no client that learns of a free place from an answer finishes
- * earlier. Unlike the window bound above it counts the device's queue: the
- * first w_max requests arrive together and wait for each other. */
+ * earlier: this is the link's limit the ratio is taken against. Proof in
+ * short: request k may reach the device only when one of the w_max places is
+ * free, and the client learns that from the answer of request k - w_max (the
+ * device answers in order and frees a request's buffer when it sends its
+ * answer), so arrive_k >= answer_{k-w_max} + the request's wire time; also
+ * arrive_k >= arrive_{k-1} + wire (one wire) and done_k >= max(arrive_k,
+ * done_{k-1} + hold) + service. Each bound is monotone in earlier times, so
+ * taking every one with equality gives every event its earliest possible
+ * time at once. A client that sent before the answer would bet on the
+ * device's timing, and a lost bet is a dropped request and a retransmission
+ * timeout. Unlike the fluid bound it counts the device's queue: the first
+ * w_max requests arrive together and wait for each other. */
 static double sched_time(const struct model *md, const struct plan *pl)
 {
 	double rsp = wire_s(md, md->rsp_wire), hold = md->serial ? rsp : 0;
@@ -998,7 +1010,7 @@ struct row {
 	unsigned buf_count, window;
 	unsigned chunks;
 	size_t full_data;
-	double t, kbs, best_kbs, wire_kbs, ratio, ratio_sched, first_ms, mean_in_flight;
+	double t, kbs, limit_kbs, fluid_kbs, wire_kbs, ratio, ratio_fluid, first_ms, mean_in_flight;
 	const char *bound;
 	double target;
 };
@@ -1009,7 +1021,11 @@ static size_t n_rows;
 static void print_upload(const char *label, const struct up_out *o, size_t size, double target)
 {
 	double mean = o->u.in_flight_us / (double)(o->u.t_done - o->u.t_start);
-	double ratio = o->all.t / o->t_total, first_ms = (o->t_total - o->t_data) * 1e3;
+	double ratio = o->sched / o->t_total, first_ms = (o->t_total - o->t_data) * 1e3;
+
+	/* The limit is an exact schedule, the fluid bound a relaxation of it. */
+	if (o->sched < o->all.t * (1 - 1e-9))
+		die("the schedule beats the fluid bound: the model is wrong", -EINVAL);
 	double wire_rate =
 	    o->md.rate > 0 ? (double)size / wire_s(&o->md, (double)o->pl.wire_bytes) : 0;
 	char v1[32];
@@ -1039,17 +1055,18 @@ static void print_upload(const char *label, const struct up_out *o, size_t size,
 	else
 		printf("      request bytes %llu (datagrams); no bandwidth limit\n",
 		       (unsigned long long)o->pl.wire_bytes);
-	printf("      best any client could do, all chunks: %.3f s (link %.3f, device %.3f,"
-	       " window %.3f: %s-bound) = %.2f KB/s\n",
+	printf("      limit: the best any client can do that sends a chunk only when an answer"
+	       " has freed a place at the device, each as early as that allows: %.3f s = %.2f"
+	       " KB/s\n",
+	       o->sched, (double)size / o->sched / 1000.0);
+	printf("      fluid bound (the window spread perfectly, no queue at the device): %.3f s"
+	       " (link %.3f, device %.3f, window %.3f: %s-bound) = %.2f KB/s\n",
 	       o->all.t, o->all.t_wire, o->all.t_dev, o->all.t_win, o->all.bound,
 	       (double)size / o->all.t / 1000.0);
 	printf("      measured: whole upload %.3f s = %.2f KB/s (%.1f ms until the first chunk's"
-	       " answer%s); ratio %.3f\n",
+	       " answer%s); ratio to the limit %.3f, to the fluid bound %.3f\n",
 	       o->t_total, (double)size / o->t_total / 1000.0, first_ms,
-	       o->seeded ? "" : ", the params read before it", ratio);
-	printf("      a client sending each chunk as soon as an answer frees a place in the"
-	       " window: %.3f s; ratio to it %.3f\n",
-	       o->sched, o->sched / o->t_total);
+	       o->seeded ? "" : ", the params read before it", ratio, o->all.t / o->t_total);
 	if (target > 0)
 		printf("      target >= %.2f: %s\n", target,
 		       verdict(ratio, target, v1, sizeof(v1)));
@@ -1066,11 +1083,12 @@ static void print_upload(const char *label, const struct up_out *o, size_t size,
 	w->full_data = o->pl.full_data;
 	w->t = o->t_total;
 	w->kbs = (double)size / o->t_total / 1000.0;
-	w->best_kbs = (double)size / o->all.t / 1000.0;
+	w->limit_kbs = (double)size / o->sched / 1000.0;
+	w->fluid_kbs = (double)size / o->all.t / 1000.0;
 	w->wire_kbs = wire_rate / 1000.0;
 	w->ratio = ratio;
 	w->first_ms = first_ms;
-	w->ratio_sched = o->sched / o->t_total;
+	w->ratio_fluid = o->all.t / o->t_total;
 	w->mean_in_flight = mean;
 	w->bound = o->all.bound;
 	w->target = target;
@@ -1080,7 +1098,8 @@ static void print_rows(void)
 {
 	printf("(2) summary: | link | image B | buf_count | window | chunks x data B | whole "
 	       "upload s |"
-	       " KB/s | best KB/s (bound) | link alone KB/s | ratio | ratio to schedule |"
+	       " KB/s | limit KB/s | ratio | fluid bound KB/s (binding) | ratio to it |"
+	       " link alone KB/s |"
 	       " first answer ms |"
 	       " mean in flight | target |\n");
 	for (size_t i = 0; i < n_rows; i++) {
@@ -1094,10 +1113,11 @@ static void print_rows(void)
 
 		if (w->wire_kbs > 0)
 			snprintf(wire, sizeof(wire), "%.2f", w->wire_kbs);
-		printf("| %s | %zu | %u | %u | %u x %zu | %.3f | %.2f | %.2f (%s) | %s | %.3f |"
-		       " %.3f | %.1f | %.2f | %s |\n",
+		printf("| %s | %zu | %u | %u | %u x %zu | %.3f | %.2f | %.2f | %.3f | %.2f (%s) |"
+		       " %.3f | %s | %.1f | %.2f | %s |\n",
 		       w->link, w->size, w->buf_count, w->window, w->chunks, w->full_data, w->t,
-		       w->kbs, w->best_kbs, w->bound, wire, w->ratio, w->ratio_sched, w->first_ms,
+		       w->kbs, w->limit_kbs, w->ratio, w->fluid_kbs, w->bound, w->ratio_fluid,
+		       wire, w->first_ms,
 		       w->mean_in_flight, t);
 	}
 }
