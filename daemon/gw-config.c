@@ -27,14 +27,22 @@ struct key {
 	size_t offset;
 	const char *def;
 	const char *help;
+	enum gw_config_apply apply;
 };
 
-#define K(sec, name, type, field, def, help) { sec, name, type, offsetof(struct gw_config, field), def, help }
+#define K(sec, name, type, field, def, help) \
+	{ sec, name, type, offsetof(struct gw_config, field), def, help, GW_CONFIG_APPLY_NOW }
+/* Read by a link when it opens: a reload reaches the links opened after it. */
+#define K_LINK(sec, name, type, field, def, help) \
+	{ sec, name, type, offsetof(struct gw_config, field), def, help, GW_CONFIG_APPLY_NEW_LINKS }
+/* Set up once at start (a listener, a bus connection, a directory). */
+#define K_START(sec, name, type, field, def, help) \
+	{ sec, name, type, offsetof(struct gw_config, field), def, help, GW_CONFIG_APPLY_RESTART }
 
 /* The one place that lists every key. etc/smpgwd.conf and smpgwd.conf(5) are
  * checked against it by tests/daemon/test-gw-config. */
 static const struct key keys[] = {
-	K("daemon", "state_dir", KEY_STRING, state_dir, "/var/lib/smpgw",
+	K_START("daemon", "state_dir", KEY_STRING, state_dir, "/var/lib/smpgw",
 	  "where the database and firmware files live"),
 	K("daemon", "log_level", KEY_LOG_LEVEL, log_level, "info",
 	  "lowest priority logged: err, warning, notice, info or debug"),
@@ -42,27 +50,27 @@ static const struct key keys[] = {
 	  "comma-separated modules logged at debug level (or all)"),
 	K("daemon", "shutdown_timeout", KEY_MS, shutdown_timeout_ms, "10s",
 	  "on SIGTERM, how long work in flight may take to finish (0: leave at once)"),
-	K("http", "listen", KEY_STRING, listen, "127.0.0.1:8080",
+	K_START("http", "listen", KEY_STRING, listen, "127.0.0.1:8080",
 	  "address and port of the REST API; loopback unless you open it on purpose"),
-	K("http", "tls_cert", KEY_STRING, tls_cert, "", "PEM certificate: HTTPS when set with tls_key"),
-	K("http", "tls_key", KEY_STRING, tls_key, "", "PEM private key for tls_cert"),
-	K("http", "max_body", KEY_SIZE, max_body, "64M",
+	K_START("http", "tls_cert", KEY_STRING, tls_cert, "", "PEM certificate: HTTPS when set with tls_key"),
+	K_START("http", "tls_key", KEY_STRING, tls_key, "", "PEM private key for tls_cert"),
+	K_START("http", "max_body", KEY_SIZE, max_body, "64M",
 	  "largest request body (firmware uploads are streamed to disk)"),
-	K("http", "max_connections", KEY_UINT, max_connections, "256", "simultaneous HTTP connections"),
-	K("http", "request_timeout", KEY_MS, request_timeout_ms, "30s",
+	K_START("http", "max_connections", KEY_UINT, max_connections, "256", "simultaneous HTTP connections"),
+	K_START("http", "request_timeout", KEY_MS, request_timeout_ms, "30s",
 	  "deadline of one API request that waits on a device"),
 	K("smp", "timeout", KEY_MS, timeout_ms, "3s", "time to wait for a device's answer"),
 	K("smp", "upload_first_timeout", KEY_MS, upload_first_timeout_ms, "30s",
 	  "time to wait for the first upload chunk, which may erase flash"),
-	K("smp", "retries", KEY_UINT, retries, "3", "UDP retransmissions of an unanswered request"),
-	K("ble", "enabled", KEY_BOOL, ble, "yes", "discover devices through BlueZ"),
-	K("ble", "bus", KEY_STRING, bluez_bus, "system",
+	K_LINK("smp", "retries", KEY_UINT, retries, "3", "UDP retransmissions of an unanswered request"),
+	K_START("ble", "enabled", KEY_BOOL, ble, "yes", "discover devices through BlueZ"),
+	K_START("ble", "bus", KEY_STRING, bluez_bus, "system",
 	  "D-Bus where BlueZ lives: system, or a bus address"),
 	K("ble", "max_connections", KEY_UINT, ble_max_connections, "4",
 	  "simultaneous BLE connections (adapters hold few)"),
 	K("ble", "idle_timeout", KEY_MS, ble_idle_timeout_ms, "30s",
 	  "disconnect a BLE device idle this long"),
-	K("serial", "enabled", KEY_BOOL, serial, "yes", "probe tty devices for SMP"),
+	K_START("serial", "enabled", KEY_BOOL, serial, "yes", "probe tty devices for SMP"),
 	K("serial", "match", KEY_STRING, serial_match, "ttyACM*,ttyUSB*",
 	  "comma-separated globs of tty names or paths to probe"),
 	K("serial", "usb_ids", KEY_STRING, serial_usb_ids, "",
@@ -272,9 +280,81 @@ const struct gw_config_key_info *gw_config_keys(size_t *ret_n)
 
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++)
 		info[i] = (struct gw_config_key_info){ keys[i].section, keys[i].key, keys[i].def,
-						       keys[i].help };
+						       keys[i].help, keys[i].apply };
 	*ret_n = ELEMENTSOF(keys);
 	return info;
+}
+
+static bool key_equal(const struct gw_config *a, const struct gw_config *b, const struct key *k)
+{
+	const void *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+
+	switch (k->type) {
+	case KEY_STRING:
+	case KEY_LOG_LEVEL: {
+		const char *s = *(char *const *)x, *t = *(char *const *)y;
+
+		return strcmp(s ? s : "", t ? t : "") == 0;
+	}
+	case KEY_BOOL:
+		return *(const bool *)x == *(const bool *)y;
+	case KEY_UINT:
+	case KEY_MS:
+		return *(const unsigned *)x == *(const unsigned *)y;
+	case KEY_U64:
+	case KEY_SIZE:
+		return *(const uint64_t *)x == *(const uint64_t *)y;
+	}
+	return false;
+}
+
+static int key_copy(struct gw_config *to, const struct gw_config *from, const struct key *k)
+{
+	void *x = (char *)to + k->offset;
+	const void *y = (const char *)from + k->offset;
+
+	switch (k->type) {
+	case KEY_STRING:
+	case KEY_LOG_LEVEL: {
+		const char *t = *(char *const *)y;
+		char *s = t ? strdup(t) : NULL;
+
+		if (t && !s)
+			return -ENOMEM;
+		free(*(char **)x);
+		*(char **)x = s;
+		return 0;
+	}
+	case KEY_BOOL:
+		*(bool *)x = *(const bool *)y;
+		return 0;
+	case KEY_UINT:
+	case KEY_MS:
+		*(unsigned *)x = *(const unsigned *)y;
+		return 0;
+	case KEY_U64:
+	case KEY_SIZE:
+		*(uint64_t *)x = *(const uint64_t *)y;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int gw_config_keep_start_keys(struct gw_config *next, const struct gw_config *running,
+			      gw_config_changed_fn changed, void *userdata)
+{
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+		int r;
+
+		if (keys[i].apply != GW_CONFIG_APPLY_RESTART || key_equal(next, running, &keys[i]))
+			continue;
+		if (changed)
+			changed(keys[i].section, keys[i].key, userdata);
+		r = key_copy(next, running, &keys[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 /* ---- [device NAME] sections ---- */

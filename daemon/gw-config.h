@@ -54,12 +54,20 @@ struct gw_config {
 	size_t n_devices;
 };
 
+/* When a changed key takes effect after SIGHUP. */
+enum gw_config_apply {
+	GW_CONFIG_APPLY_NOW,	   /* at once */
+	GW_CONFIG_APPLY_NEW_LINKS, /* for device links opened after the reload */
+	GW_CONFIG_APPLY_RESTART,   /* only when smpgwd starts again */
+};
+
 /* Describes one key for documentation and tests: section, key, default as text. */
 struct gw_config_key_info {
 	const char *section;
 	const char *key;
 	const char *default_value;
 	const char *help;
+	enum gw_config_apply apply;
 };
 
 /* Fills *c with every default. */
@@ -75,6 +83,14 @@ int gw_config_load(struct gw_config *c, const char *path, gw_config_warn_fn warn
 /* Sets one key as if read from the file (command-line overrides). -EINVAL
  * for an unknown key or a bad value, -ENOMEM. */
 int gw_config_set(struct gw_config *c, const char *section, const char *key, const char *value);
+
+/* For a reload: every key read only at start (GW_CONFIG_APPLY_RESTART) whose
+ * value in next differs from the running one gets changed() called and the
+ * running value copied back into next, so the configuration in use says
+ * what the process does. 0 or -ENOMEM. */
+typedef void (*gw_config_changed_fn)(const char *section, const char *key, void *userdata);
+int gw_config_keep_start_keys(struct gw_config *next, const struct gw_config *running,
+			      gw_config_changed_fn changed, void *userdata);
 
 /* The table of every key, for --help, the man page and the test that checks
  * etc/smpgwd.conf documents them all. */

@@ -792,6 +792,33 @@ static void gw_devices_on_registry(struct gw_registry *r, enum gw_registry_event
 	}
 }
 
+/* What gw-devices takes from m->config, at start and at each reload. */
+static void gw_devices_read_config(struct gw_devices *ds)
+{
+	const struct gw_config *c = &ds->m->config;
+
+	ds->ble_max = MAX(c->ble_max_connections, 1u);
+	ds->ble_idle_usec = (uint64_t)c->ble_idle_timeout_ms * 1000;
+	ds->seed_params = c->poll_interval_ms > 0;
+	smp_client_config_init(&ds->ccfg);
+	if (c->timeout_ms > 0)
+		ds->ccfg.timeout_ms = c->timeout_ms;
+	ds->ccfg.udp_retries = c->retries;
+	if (gw_log_enabled(LOG_DEBUG, "client"))
+		ds->ccfg.log = gw_devices_client_log;
+}
+
+void gw_devices_reload(struct gw_devices *ds)
+{
+	unsigned old_max = ds->ble_max;
+
+	gw_devices_read_config(ds);
+	/* A larger budget lets queued BLE devices connect now; a smaller one
+	 * closes no link in use: idle ones make room as devices ask for it. */
+	if (ds->ble_max > old_max)
+		gw_devices_ble_run(ds);
+}
+
 int gw_devices_new(struct gw_manager *m, struct gw_devices **ret)
 {
 	struct gw_devices *ds;
@@ -810,15 +837,7 @@ int gw_devices_new(struct gw_manager *m, struct gw_devices **ret)
 	TAILQ_INIT(&ds->serve);
 	TAILQ_INIT(&ds->ops);
 	TAILQ_INIT(&ds->failed);
-	ds->ble_max = MAX(m->config.ble_max_connections, 1u);
-	ds->ble_idle_usec = (uint64_t)m->config.ble_idle_timeout_ms * 1000;
-	ds->seed_params = m->config.poll_interval_ms > 0;
-	smp_client_config_init(&ds->ccfg);
-	if (m->config.timeout_ms > 0)
-		ds->ccfg.timeout_ms = m->config.timeout_ms;
-	ds->ccfg.udp_retries = m->config.retries;
-	if (gw_log_enabled(LOG_DEBUG, "client"))
-		ds->ccfg.log = gw_devices_client_log;
+	gw_devices_read_config(ds);
 
 	r = sd_event_add_defer(m->event, &ds->dispatch, gw_devices_on_dispatch, ds);
 	if (r < 0) {
@@ -961,7 +980,8 @@ int gw_devices_call_flags(struct gw_devices *ds, struct gw_device *d, struct smp
 	op->call_cb = cb;
 	op->req = TAKE_PTR(rq);
 	op->prio = prio;
-	op->timeout_ms = timeout_ms;
+	/* 0: [smp] timeout as it is now (a reload reaches links already open). */
+	op->timeout_ms = timeout_ms ? timeout_ms : ds->ccfg.timeout_ms;
 	r = gw_devices_submit(ds, d, op, flags);
 	if (r < 0) {
 		gw_devices_op_free(op);

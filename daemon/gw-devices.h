@@ -23,11 +23,15 @@ typedef void (*gw_devices_client_fn)(struct gw_devices *ds, int error, struct sm
 /* Needs m->registry (-EINVAL without): it follows removals, address
  * changes and devices going offline (their links close, waiting calls fail
  * with -EHOSTDOWN). [smp], [serial] baud and [ble] are read from m->config
- * here, once. Event sources: one defer "gw-devices-dispatch" and a timer
+ * here and by gw_devices_reload(). Event sources: one defer "gw-devices-dispatch" and a timer
  * "gw-devices-idle" per UDP or BLE link, plus those of the links and
  * clients (smp-udp.h, smp-serial-link.h, smp-ble-link.h, smp-client.h).
  * Returns 0, -ENOMEM, or an sd-event error. */
 int gw_devices_new(struct gw_manager *m, struct gw_devices **ret);
+/* Takes [smp] timeout, [ble] max_connections and idle_timeout, and whether
+ * to seed params ([poll] interval) from m->config again (SIGHUP). [smp]
+ * retries reaches the links opened after it. */
+void gw_devices_reload(struct gw_devices *ds);
 /* Closes every link; calls still waiting get -ECANCELED. Free the poller
  * before. NULL-safe; returns NULL. */
 struct gw_devices *gw_devices_free(struct gw_devices *ds);

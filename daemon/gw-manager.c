@@ -411,18 +411,6 @@ static int manager_start_http(struct gw_manager *m)
 	return 0;
 }
 
-/* The listener and its limits are set at start: say so when a reload changes them. */
-static void manager_check_http_reload(const struct gw_config *cur, const struct gw_config *next)
-{
-	if (strcmp(cur->listen, next->listen) != 0 ||
-	    strcmp(cur->tls_cert ? cur->tls_cert : "", next->tls_cert ? next->tls_cert : "") != 0 ||
-	    strcmp(cur->tls_key ? cur->tls_key : "", next->tls_key ? next->tls_key : "") != 0 ||
-	    cur->max_body != next->max_body || cur->max_connections != next->max_connections ||
-	    cur->request_timeout_ms != next->request_timeout_ms)
-		gw_notice("http", "[http] changed: the API keeps its listener and limits until "
-			  "smpgwd restarts");
-}
-
 /* --- end of the REST API --- */
 
 int gw_manager_start(struct gw_manager *m)
@@ -526,6 +514,12 @@ int gw_manager_run(struct gw_manager *m)
 	return r < 0 ? gw_log_errno(LOG_ERR, r, "core", "event loop failed: %m") : 0;
 }
 
+/* A reload leaves what was set up at start as it is: say so for each key. */
+static void manager_on_start_key_changed(const char *section, const char *key, void *userdata)
+{
+	gw_notice("config", "[%s] %s changed: it takes effect when smpgwd restarts", section, key);
+}
+
 int gw_manager_reload(struct gw_manager *m)
 {
 	struct gw_config next = { 0 };
@@ -541,21 +535,22 @@ int gw_manager_reload(struct gw_manager *m)
 		gw_warn("config", "reload failed, keeping the running configuration");
 		return r;
 	}
-	/* --- the REST API --- */
-	manager_check_http_reload(&m->config, &next);
-	/* --- end of the REST API --- */
-	/* What the process was started with stays: the state directory and the
-	 * listener cannot move under a running daemon. */
-	free(next.state_dir);
-	next.state_dir = strdup(m->config.state_dir);
-	free(next.listen);
-	next.listen = strdup(m->config.listen);
-	if (!next.state_dir || !next.listen) {
+	/* What the process set up at start stays (the state directory, the
+	 * listener and its limits, the buses): m->config keeps saying so. */
+	r = gw_config_keep_start_keys(&next, &m->config, manager_on_start_key_changed, NULL);
+	if (r < 0) {
 		gw_config_clear(&next);
-		return -ENOMEM;
+		return r;
 	}
 	gw_config_clear(&m->config);
 	m->config = next;
+	/* Modules that copied a value at start take the new one. */
+	if (m->devices)
+		gw_devices_reload(m->devices);
+	if (m->poller)
+		gw_poller_reload(m->poller);
+	if (m->rollouts)
+		gw_rollouts_reload(m->rollouts);
 	/* Devices freed from [device] sections become free to probe: static first. */
 	if (m->registry)
 		gw_static_reload(m);

@@ -712,6 +712,72 @@ struct gw_poller *gw_poller_free(struct gw_poller *p)
 	return NULL;
 }
 
+static void gw_poller_reschedule_node(const void *node, VISIT which, void *userdata)
+{
+	struct gw_poll_entry *e = *(struct gw_poll_entry *const *)node;
+	struct gw_poller *p = userdata;
+
+	if (which != postorder && which != leaf)
+		return;
+	/* A device in a round is scheduled when the round ends. */
+	if (e->round || e->heap_idx != NOT_IN_HEAP)
+		return;
+	if (gw_poller_heap_push(p, e, gw_poller_now(p) +
+					  gw_poller_random_upto(p, p->interval_usec *
+								       p->jitter_pct / 100)) < 0)
+		gw_warn(LOG, "%s: out of memory, not polled any more", e->d->id);
+}
+
+/* Every device waiting for its next round gets a due time under the new
+ * interval: no later than one new interval (give or take the jitter) from
+ * now, so a shorter interval applies at once and a longer one from the
+ * next round. Polling turned off takes every device off the schedule;
+ * turned on, they all become due within the jitter's spread. */
+void gw_poller_reload(struct gw_poller *p)
+{
+	uint64_t interval = (uint64_t)p->m->config.poll_interval_ms * 1000, was = p->interval_usec;
+	unsigned jitter = MIN(p->m->config.poll_jitter_pct, 100u);
+	void **all = NULL;
+	size_t n = 0;
+
+	if (interval == was && jitter == p->jitter_pct)
+		return;
+	p->interval_usec = interval;
+	p->jitter_pct = jitter;
+	gw_info(LOG, "interval %llu ms, jitter %u%%", (unsigned long long)(interval / 1000), jitter);
+	/* The heap moves as entries are rescheduled: walk a copy. */
+	if (p->n_heap > 0) {
+		all = malloc(p->n_heap * sizeof(*all));
+		if (!all) {
+			gw_warn(LOG, "out of memory: the new interval applies from each next round");
+			return;
+		}
+		for (size_t i = 0; i < p->n_heap; i++)
+			all[n++] = p->heap[i];
+	}
+	if (interval == 0) {
+		for (size_t i = 0; i < n; i++)
+			gw_poller_heap_remove(p, all[i]);
+	} else if (was == 0) {
+		free(all);
+		twalk_r(p->entries, gw_poller_reschedule_node, p);
+		gw_poller_arm(p);
+		return;
+	} else {
+		uint64_t now = gw_poller_now(p), spread = interval * jitter / 100;
+
+		for (size_t i = 0; i < n; i++) {
+			struct gw_poll_entry *e = all[i];
+			uint64_t due = now + interval - spread + gw_poller_random_upto(p, 2 * spread);
+
+			if (due < e->due_usec)
+				(void)gw_poller_heap_push(p, e, due);
+		}
+	}
+	free(all);
+	gw_poller_arm(p);
+}
+
 int gw_poller_new(struct gw_manager *m, struct gw_poller **ret)
 {
 	_cleanup_free_ struct gw_poller *p = NULL;

@@ -69,6 +69,9 @@ struct gw_poller;
  * m->devices are required (-EINVAL). Returns 0, -ENOMEM, or an sd-event
  * error. */
 int gw_poller_new(struct gw_manager *m, struct gw_poller **ret);
+/* Takes [poll] interval and jitter from m->config again (SIGHUP): see
+ * gw-poller.c for how waiting devices are rescheduled. */
+void gw_poller_reload(struct gw_poller *p);
 /* Cancels the rounds in flight (before m->devices is freed). NULL-safe;
  * returns NULL. */
 struct gw_poller *gw_poller_free(struct gw_poller *p);

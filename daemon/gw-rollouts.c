@@ -1039,6 +1039,17 @@ static int gw_rollouts_on_stop_busy(void *userdata)
 	return n;
 }
 
+void gw_rollouts_reload(struct gw_rollouts *rs)
+{
+	const struct gw_config *c = &rs->m->config;
+
+	rs->max_jobs = c->rollouts_max_jobs;
+	rs->ble_max = MAX(c->ble_max_connections, 1u);
+	/* A higher cap may let waiting jobs start; a lower one stops none that
+	 * run: no new job starts until fewer than the cap are under way. */
+	gw_rollouts_kick(rs);
+}
+
 int gw_rollouts_new(struct gw_manager *m, struct gw_rollouts **ret)
 {
 	struct gw_rollouts *rs;

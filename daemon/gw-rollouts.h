@@ -72,6 +72,9 @@ struct gw_rollouts;
  * m->devices, m->firmware; publishes on m->events when set. Returns 0 or -errno. */
 int gw_rollouts_new(struct gw_manager *m, struct gw_rollouts **ret);
 struct gw_rollouts *gw_rollouts_free(struct gw_rollouts *rs);
+/* Takes [rollouts] max_jobs and [ble] max_connections from m->config again
+ * (SIGHUP) and schedules with them. */
+void gw_rollouts_reload(struct gw_rollouts *rs);
 
 /* Creates and starts a rollout. req is the POST /api/v1/rollouts body:
  * {"firmware": id, "devices": [ids] | "selector": {"labels": [...],

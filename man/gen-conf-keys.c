@@ -57,6 +57,11 @@ static void put_keys(FILE *f)
 		}
 		put_escaped(f, k[i].help, true);
 		fputs(len && k[i].help[len - 1] == '.' ? "\n" : ".\n", f);
+		if (k[i].apply == GW_CONFIG_APPLY_RESTART)
+			fputs("A reload leaves it as smpgwd started; it takes effect at the next start.\n",
+			      f);
+		else if (k[i].apply == GW_CONFIG_APPLY_NEW_LINKS)
+			fputs("A reload reaches the device links opened after it.\n", f);
 	}
 }
 

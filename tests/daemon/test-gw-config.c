@@ -106,6 +106,55 @@ static void test_set(void)
 	gw_config_clear(&c);
 }
 
+static char changed_keys[256];
+
+static void on_changed(const char *section, const char *key, void *userdata)
+{
+	size_t n = strlen(changed_keys);
+
+	snprintf(changed_keys + n, sizeof(changed_keys) - n, "%s[%s] %s", n ? " " : "", section, key);
+}
+
+/* A reload keeps what was set up at start and names each such key that changed. */
+static void test_keep_start_keys(void)
+{
+	struct gw_config run, next;
+	size_t n;
+	const struct gw_config_key_info *k = gw_config_keys(&n);
+	unsigned restart = 0, link = 0;
+
+	gw_config_init(&run);
+	gw_config_init(&next);
+	gw_config_set(&run, "http", "listen", "127.0.0.1:0");
+	gw_config_set(&next, "http", "listen", "0.0.0.0:8080");
+	gw_config_set(&next, "http", "max_body", "1M");
+	gw_config_set(&next, "ble", "enabled", "no");
+	gw_config_set(&next, "daemon", "state_dir", "/elsewhere");
+	gw_config_set(&next, "poll", "interval", "5s");
+	gw_config_set(&next, "rollouts", "max_jobs", "3");
+	changed_keys[0] = 0;
+	is_int(gw_config_keep_start_keys(&next, &run, on_changed, NULL), 0, "keep_start_keys");
+	is_str(changed_keys, "[daemon] state_dir [http] listen [http] max_body [ble] enabled",
+	       "every start-only key that changed is named, in table order");
+	is_str(next.listen, "127.0.0.1:0", "listen stays as started");
+	is_str(next.state_dir, run.state_dir, "state_dir stays as started");
+	is_int(next.max_body, run.max_body, "max_body stays as started");
+	is_int(next.ble, true, "ble enabled stays as started");
+	is_int(next.poll_interval_ms, 5000, "a key applied at once takes the new value");
+	is_int(next.rollouts_max_jobs, 3, "max_jobs takes the new value");
+	changed_keys[0] = 0;
+	is_int(gw_config_keep_start_keys(&next, &run, on_changed, NULL), 0, "again");
+	is_str(changed_keys, "", "nothing named when nothing start-only changed");
+	for (size_t i = 0; i < n; i++) {
+		restart += k[i].apply == GW_CONFIG_APPLY_RESTART;
+		link += k[i].apply == GW_CONFIG_APPLY_NEW_LINKS;
+	}
+	is_int(restart, 10, "ten keys take effect at the next start");
+	is_int(link, 1, "one key reaches new links only");
+	gw_config_clear(&run);
+	gw_config_clear(&next);
+}
+
 /* etc/smpgwd.conf must show every key with its default under its section. */
 static void test_documented(void)
 {
@@ -134,6 +183,7 @@ int main(void)
 	test_defaults();
 	test_load();
 	test_set();
+	test_keep_start_keys();
 	test_documented();
 	return tap_done();
 }

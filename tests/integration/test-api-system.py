@@ -123,7 +123,8 @@ def run(h):
     log = [""]
     h.write_config("[http]\nmax_connections = 7\n")
     h.gwd.send_signal(signal.SIGHUP)
-    ok(read_log_until(h.gwd, "[http] changed", 10, log),
+    ok(read_log_until(h.gwd, "[http] max_connections changed: it takes effect when smpgwd "
+                      "restarts", 10, log),
        "SIGHUP: the log says [http] waits for a restart")
     st, _, _ = h.request("GET", "/api/v1/health")
     is_eq(st, 200, "the same listener still answers")
