@@ -75,7 +75,7 @@ static const struct key keys[] = {
 	  "comma-separated globs of tty names or paths to probe"),
 	K("serial", "usb_ids", KEY_STRING, serial_usb_ids, "",
 	  "comma-separated vendor:product[:serial glob] USB ids to accept (empty: any)"),
-	K("serial", "baud", KEY_UINT, serial_baud, "115200", "baud rate of discovered ports"),
+	K_LINK("serial", "baud", KEY_UINT, serial_baud, "115200", "baud rate of discovered ports"),
 	K("serial", "watch", KEY_STRING, serial_watch, "",
 	  "comma-separated globs of device paths probed without udev (e.g. /run/sim/tty*)"),
 	K("serial", "watch_interval", KEY_MS, serial_watch_interval_ms, "5s",
