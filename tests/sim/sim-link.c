@@ -382,13 +382,8 @@ static void sim_link_enqueue(struct sim_link *l, const uint8_t *pkt, size_t len,
 	sim_link_insert(l, o);
 }
 
-void sim_link_send(struct sim_link *l, const uint8_t *pkt, size_t len, const struct sim_peer *to)
-{
-	sim_link_send_at(l, pkt, len, to, UINT64_MAX);
-}
-
-void sim_link_send_at(struct sim_link *l, const uint8_t *pkt, size_t len,
-		      const struct sim_peer *to, uint64_t at)
+void sim_link_send(struct sim_link *l, const uint8_t *pkt, size_t len, const struct sim_peer *to,
+		   uint64_t at)
 {
 	const struct sim_faults *f = l->faults;
 	uint64_t now = MIN(sim_link_now(l), at), due;

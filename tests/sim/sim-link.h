@@ -95,15 +95,13 @@ int sim_link_set_where(struct sim_link *l, const char *where);
  * queue. */
 void sim_link_receive(struct sim_link *l, const uint8_t *pkt, size_t len,
 		      const struct sim_peer *from, bool faults_done);
-/* A response for the client: output faults, --bandwidth (behind the earlier
- * responses), then --latency and --jitter (the whole round trip's delay is
- * added here, after the response has passed the paced wire), then
- * ops->transmit when its time comes. */
-void sim_link_send(struct sim_link *l, const uint8_t *pkt, size_t len, const struct sim_peer *to);
-/* The same for a response the device finished at `at` (CLOCK_MONOTONIC µs,
- * not later than now): the wire and the latency count from then. */
-void sim_link_send_at(struct sim_link *l, const uint8_t *pkt, size_t len,
-		      const struct sim_peer *to, uint64_t at);
+/* A response for the client that the device finished at `at` (CLOCK_MONOTONIC
+ * µs, not later than now; later values count as now): output faults,
+ * --bandwidth (behind the earlier responses) from `at`, then --latency and
+ * --jitter (the whole round trip's delay is added here, after the response
+ * has passed the paced wire), then ops->transmit when its time comes. */
+void sim_link_send(struct sim_link *l, const uint8_t *pkt, size_t len, const struct sim_peer *to,
+		   uint64_t at);
 /* Counts bytes the transport moved (both directions); triggers the
  * disconnect-after fault. */
 void sim_link_count(struct sim_link *l, size_t n);

@@ -264,8 +264,7 @@ static int sim_node_on_done(sd_event_source *s, uint64_t usec, void *userdata)
 	n->result = (struct sim_result){0};
 	if (!res.power_loss)
 		for (size_t i = 0; i < res.n_pkts; i++) {
-			sim_link_send_at(l, res.pkts[i].data, res.pkts[i].len, &n->current.peer,
-					 usec);
+			sim_link_send(l, res.pkts[i].data, res.pkts[i].len, &n->current.peer, usec);
 			if (l->ops->tx_hold_us)
 				hold += l->ops->tx_hold_us(l, res.pkts[i].len);
 		}
