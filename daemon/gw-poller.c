@@ -194,19 +194,30 @@ static void gw_poller_schedule(struct gw_poll_entry *e, uint64_t due)
 	gw_poller_arm(p);
 }
 
-/* The interval, give or take the jitter. */
+/* Now plus the interval, give or take the jitter. */
+static uint64_t gw_poller_next_due(struct gw_poller *p)
+{
+	uint64_t spread = p->interval_usec * p->jitter_pct / 100;
+
+	return gw_poller_now(p) + p->interval_usec - spread + gw_poller_random_upto(p, 2 * spread);
+}
+
+/* A device's first round: within the jitter's spread from now. */
+static uint64_t gw_poller_first_due(struct gw_poller *p)
+{
+	return gw_poller_now(p) + gw_poller_random_upto(p, p->interval_usec * p->jitter_pct / 100);
+}
+
 static void gw_poller_schedule_next(struct gw_poll_entry *e)
 {
 	struct gw_poller *p = e->p;
-	uint64_t spread = p->interval_usec * p->jitter_pct / 100;
 
 	if (p->interval_usec == 0) {
 		gw_poller_heap_remove(p, e);
 		gw_poller_arm(p);
 		return;
 	}
-	gw_poller_schedule(e, gw_poller_now(p) + p->interval_usec - spread +
-				      gw_poller_random_upto(p, 2 * spread));
+	gw_poller_schedule(e, gw_poller_next_due(p));
 }
 
 /* ---- the entries, by device ---- */
@@ -284,9 +295,7 @@ static int gw_poller_add(struct gw_poller *p, struct gw_device *d)
 		return -ENOMEM;
 	}
 	if (p->interval_usec > 0)
-		gw_poller_schedule(e, gw_poller_now(p) +
-					      gw_poller_random_upto(p, p->interval_usec *
-									   p->jitter_pct / 100));
+		gw_poller_schedule(e, gw_poller_first_due(p));
 	return 0;
 }
 
@@ -722,9 +731,7 @@ static void gw_poller_reschedule_node(const void *node, VISIT which, void *userd
 	/* A device in a round is scheduled when the round ends. */
 	if (e->round || e->heap_idx != NOT_IN_HEAP)
 		return;
-	if (gw_poller_heap_push(p, e, gw_poller_now(p) +
-					  gw_poller_random_upto(p, p->interval_usec *
-								       p->jitter_pct / 100)) < 0)
+	if (gw_poller_heap_push(p, e, gw_poller_first_due(p)) < 0)
 		gw_warn(LOG, "%s: out of memory, not polled any more", e->d->id);
 }
 
@@ -737,44 +744,25 @@ void gw_poller_reload(struct gw_poller *p)
 {
 	uint64_t interval = (uint64_t)p->m->config.poll_interval_ms * 1000, was = p->interval_usec;
 	unsigned jitter = MIN(p->m->config.poll_jitter_pct, 100u);
-	void **all = NULL;
-	size_t n = 0;
 
 	if (interval == was && jitter == p->jitter_pct)
 		return;
 	p->interval_usec = interval;
 	p->jitter_pct = jitter;
 	gw_info(LOG, "interval %llu ms, jitter %u%%", (unsigned long long)(interval / 1000), jitter);
-	/* The heap moves as entries are rescheduled: walk a copy. */
-	if (p->n_heap > 0) {
-		all = malloc(p->n_heap * sizeof(*all));
-		if (!all) {
-			gw_warn(LOG, "out of memory: the new interval applies from each next round");
-			return;
-		}
-		for (size_t i = 0; i < p->n_heap; i++)
-			all[n++] = p->heap[i];
-	}
 	if (interval == 0) {
-		for (size_t i = 0; i < n; i++)
-			gw_poller_heap_remove(p, all[i]);
+		while (p->n_heap > 0)
+			gw_poller_heap_remove(p, p->heap[p->n_heap - 1]);
 	} else if (was == 0) {
-		free(all);
 		twalk_r(p->entries, gw_poller_reschedule_node, p);
-		gw_poller_arm(p);
-		return;
 	} else {
-		uint64_t now = gw_poller_now(p), spread = interval * jitter / 100;
-
-		for (size_t i = 0; i < n; i++) {
-			struct gw_poll_entry *e = all[i];
-			uint64_t due = now + interval - spread + gw_poller_random_upto(p, 2 * spread);
-
-			if (due < e->due_usec)
-				(void)gw_poller_heap_push(p, e, due);
-		}
+		/* Due times only move earlier: set them in place, then restore
+		 * the heap order bottom-up. */
+		for (size_t i = 0; i < p->n_heap; i++)
+			p->heap[i]->due_usec = MIN(p->heap[i]->due_usec, gw_poller_next_due(p));
+		for (size_t i = p->n_heap / 2; i-- > 0;)
+			gw_poller_heap_down(p, i);
 	}
-	free(all);
 	gw_poller_arm(p);
 }
 
