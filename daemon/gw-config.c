@@ -30,14 +30,13 @@ struct key {
 	enum gw_config_apply apply;
 };
 
-#define K(sec, name, type, field, def, help) \
-	{ sec, name, type, offsetof(struct gw_config, field), def, help, GW_CONFIG_APPLY_NOW }
+#define KEY(apply, sec, name, type, field, def, help) \
+	{ sec, name, type, offsetof(struct gw_config, field), def, help, apply }
+#define K(...) KEY(GW_CONFIG_APPLY_NOW, __VA_ARGS__)
 /* Read by a link when it opens: a reload reaches the links opened after it. */
-#define K_LINK(sec, name, type, field, def, help) \
-	{ sec, name, type, offsetof(struct gw_config, field), def, help, GW_CONFIG_APPLY_NEW_LINKS }
+#define K_LINK(...) KEY(GW_CONFIG_APPLY_NEW_LINKS, __VA_ARGS__)
 /* Set up once at start (a listener, a bus connection, a directory). */
-#define K_START(sec, name, type, field, def, help) \
-	{ sec, name, type, offsetof(struct gw_config, field), def, help, GW_CONFIG_APPLY_RESTART }
+#define K_START(...) KEY(GW_CONFIG_APPLY_RESTART, __VA_ARGS__)
 
 /* The one place that lists every key. etc/smpgwd.conf and smpgwd.conf(5) are
  * checked against it by tests/daemon/test-gw-config. */
@@ -256,10 +255,15 @@ static void device_clear(struct gw_config_device *d)
 	free(d->labels);
 }
 
+static bool key_is_string(const struct key *k)
+{
+	return k->type == KEY_STRING || k->type == KEY_LOG_LEVEL;
+}
+
 void gw_config_clear(struct gw_config *c)
 {
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++)
-		if (keys[i].type == KEY_STRING || keys[i].type == KEY_LOG_LEVEL)
+		if (key_is_string(&keys[i]))
 			free(*(char **)((char *)c + keys[i].offset));
 	for (size_t i = 0; i < c->n_devices; i++)
 		device_clear(&c->devices[i]);
@@ -285,59 +289,55 @@ const struct gw_config_key_info *gw_config_keys(size_t *ret_n)
 	return info;
 }
 
+/* Bytes of a key's field that is not a string. */
+static size_t key_width(const struct key *k)
+{
+	switch (k->type) {
+	case KEY_BOOL:
+		return sizeof(bool);
+	case KEY_UINT:
+	case KEY_MS:
+		return sizeof(unsigned);
+	case KEY_U64:
+	case KEY_SIZE:
+		return sizeof(uint64_t);
+	case KEY_STRING:
+	case KEY_LOG_LEVEL:
+		break;
+	}
+	return 0;
+}
+
 static bool key_equal(const struct gw_config *a, const struct gw_config *b, const struct key *k)
 {
 	const void *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+	const char *s, *t;
 
-	switch (k->type) {
-	case KEY_STRING:
-	case KEY_LOG_LEVEL: {
-		const char *s = *(char *const *)x, *t = *(char *const *)y;
-
-		return strcmp(s ? s : "", t ? t : "") == 0;
-	}
-	case KEY_BOOL:
-		return *(const bool *)x == *(const bool *)y;
-	case KEY_UINT:
-	case KEY_MS:
-		return *(const unsigned *)x == *(const unsigned *)y;
-	case KEY_U64:
-	case KEY_SIZE:
-		return *(const uint64_t *)x == *(const uint64_t *)y;
-	}
-	return false;
+	if (!key_is_string(k))
+		return memcmp(x, y, key_width(k)) == 0;
+	s = *(char *const *)x;
+	t = *(char *const *)y;
+	return strcmp(s ? s : "", t ? t : "") == 0;
 }
 
 static int key_copy(struct gw_config *to, const struct gw_config *from, const struct key *k)
 {
 	void *x = (char *)to + k->offset;
 	const void *y = (const char *)from + k->offset;
+	const char *t;
+	char *s;
 
-	switch (k->type) {
-	case KEY_STRING:
-	case KEY_LOG_LEVEL: {
-		const char *t = *(char *const *)y;
-		char *s = t ? strdup(t) : NULL;
-
-		if (t && !s)
-			return -ENOMEM;
-		free(*(char **)x);
-		*(char **)x = s;
+	if (!key_is_string(k)) {
+		memcpy(x, y, key_width(k));
 		return 0;
 	}
-	case KEY_BOOL:
-		*(bool *)x = *(const bool *)y;
-		return 0;
-	case KEY_UINT:
-	case KEY_MS:
-		*(unsigned *)x = *(const unsigned *)y;
-		return 0;
-	case KEY_U64:
-	case KEY_SIZE:
-		*(uint64_t *)x = *(const uint64_t *)y;
-		return 0;
-	}
-	return -EINVAL;
+	t = *(char *const *)y;
+	s = t ? strdup(t) : NULL;
+	if (t && !s)
+		return -ENOMEM;
+	free(*(char **)x);
+	*(char **)x = s;
+	return 0;
 }
 
 int gw_config_keep_start_keys(struct gw_config *next, const struct gw_config *running,
