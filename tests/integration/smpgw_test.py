@@ -578,6 +578,17 @@ def add_udp_devices(h, addresses, token, labels=None):
     return ids
 
 
+# Job states between queued and the end: the job holds its device.
+JOB_UNDER_WAY = ("connecting", "uploading", "uploaded", "testing", "resetting", "rebooting",
+                 "verifying", "confirming")
+
+
+def jobs_under_way(h, rid, token):
+    """How many of the rollout's jobs are under way now (0 when the list fails)."""
+    st, body, _ = h.request("GET", f"/api/v1/jobs?rollout={rid}", token=token)
+    return sum(j["state"] in JOB_UNDER_WAY for j in body["jobs"]) if st == 200 else 0
+
+
 def wait_rollout(h, rid, token, states, timeout):
     """Polls GET /rollouts/{rid} until its state is one of states; returns
     the last view (whatever its state) or None."""

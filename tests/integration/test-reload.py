@@ -14,12 +14,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from smpgw_test import (Harness, add_firmware, add_udp_devices, built, diag, done,  # noqa: E402
-                        log_text, ok, sim_udp_addresses, skip_all, top_srcdir, wait_for,
-                        wait_rollout)
+                        jobs_under_way, log_text, ok, sim_udp_addresses, skip_all, top_srcdir,
+                        wait_for, wait_rollout)
 
 IMAGE = os.path.join(top_srcdir, "tests", "data", "images", "hash-only-1.2.3+4.bin")
-UNDER_WAY = ("connecting", "uploading", "uploaded", "testing", "resetting", "rebooting",
-             "verifying", "confirming")
 
 
 def main():
@@ -33,16 +31,12 @@ def main():
     done()
 
 
-def polled(h, viewer, ids):
-    """The devices among ids that /metrics shows a stats age for (polled)."""
+def stats_ages(h, viewer):
+    """Each polled device's stats age in seconds, from /metrics."""
     st, body, _ = h.request("GET", "/metrics", token=viewer, raw=True)
     text = body.decode() if st == 200 else ""
-    return {i for i in ids if f'smpgw_device_stats_age_seconds{{device="{i}"}}' in text}
-
-
-def rewrite(h, extra):
-    """Rewrites the configuration: the harness's base (listen as started) and extra."""
-    h.write_config(extra)
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^smpgw_device_stats_age_seconds\{device="([^"]*)"\} (\S+)$', text, re.M)}
 
 
 def run(h):
@@ -61,39 +55,34 @@ def run(h):
     ids = add_udp_devices(h, addrs, operator)
     ok(all(ids), "three UDP devices registered")
     time.sleep(1.5)
-    ok(polled(h, viewer, ids) == set(), "polling off: no device polled")
+    ok(not set(stats_ages(h, viewer)) & set(ids), "polling off: no device polled")
 
     # [poll] interval turned on by a reload: every device becomes due within the jitter.
-    rewrite(h, base + "[poll]\ninterval = 2s\n")
+    h.write_config(base + "[poll]\ninterval = 2s\n")
     gwd.send_signal(signal.SIGHUP)
-    ok(wait_for(lambda: polled(h, viewer, ids) == set(ids), 15),
+    ok(wait_for(lambda: set(ids) <= set(stats_ages(h, viewer)), 15),
        "after SIGHUP with [poll] interval = 2s every device is polled")
     ok("interval 2000 ms" in log_text(gwd, "interval 2000 ms", 5),
        "the poller logs its new interval")
 
     # A long interval, then a short one: the short one applies at once, not
     # after the long wait already scheduled.
-    rewrite(h, base + "[poll]\ninterval = 1h\n")
+    h.write_config(base + "[poll]\ninterval = 1h\n")
     gwd.send_signal(signal.SIGHUP)
     log_text(gwd, "interval 3600000 ms", 5)
     time.sleep(0.5)
 
-    def ages():
-        st, body, _ = h.request("GET", "/metrics", token=viewer, raw=True)
-        text = body.decode() if st == 200 else ""
-        return {m.group(1): float(m.group(2)) for m in re.finditer(
-            r'^smpgw_device_stats_age_seconds\{device="([^"]*)"\} (\S+)$', text, re.M)}
     # A round already due under the 2 s interval still runs (a longer
     # interval applies from each device's next round); after it, none.
     time.sleep(3)
-    a1 = ages()
+    a1 = stats_ages(h, viewer)
     time.sleep(2.5)
-    a2 = ages()
+    a2 = stats_ages(h, viewer)
     ok(len(a1) == 3 and all(a2.get(d, 0) >= a1[d] + 2 for d in a1),
        f"with a 1 h interval no device is polled again (ages {a1} -> {a2})")
-    rewrite(h, base + "[poll]\ninterval = 1s\njitter = 0\n")
+    h.write_config(base + "[poll]\ninterval = 1s\njitter = 0\n")
     gwd.send_signal(signal.SIGHUP)
-    ok(wait_for(lambda: (lambda a: len(a) == 3 and max(a.values()) < 2.0)(ages()), 10),
+    ok(wait_for(lambda: (lambda a: len(a) == 3 and max(a.values()) < 2.0)(stats_ages(h, viewer)), 10),
        "a shorter interval by SIGHUP applies at once: every device polled again")
 
     # [http] listen cannot move under a running daemon: the API stays, a notice says why.
@@ -105,7 +94,7 @@ def run(h):
        "a changed [http] listen is named in a notice")
     st, _, _ = h.request("GET", "/api/v1/health")
     ok(st == 200, "the API still answers on its port after the reload")
-    rewrite(h, base + "[poll]\ninterval = 1s\n")
+    h.write_config(base + "[poll]\ninterval = 1s\n")
     gwd.send_signal(signal.SIGHUP)
 
     # [rollouts] max_jobs: one job at a time, then the cap lifted by SIGHUP.
@@ -120,20 +109,16 @@ def run(h):
         return
     rid = ro["id"]
 
-    def under_way():
-        st, body, _ = h.request("GET", f"/api/v1/jobs?rollout={rid}", token=viewer)
-        return [j for j in body["jobs"] if j["state"] in UNDER_WAY] if st == 200 else []
-
     most = 0
     end = time.monotonic() + 2.0
-    ok(wait_for(lambda: len(under_way()) >= 1, 10), "a job starts")
+    ok(wait_for(lambda: jobs_under_way(h, rid, viewer) >= 1, 10), "a job starts")
     while time.monotonic() < end:
-        most = max(most, len(under_way()))
+        most = max(most, jobs_under_way(h, rid, viewer))
         time.sleep(0.05)
     ok(most == 1, f"max_jobs = 1: one job under way at a time (saw {most})")
-    rewrite(h, "[rollouts]\nmax_jobs = 0\n[poll]\ninterval = 1s\n")
+    h.write_config("[rollouts]\nmax_jobs = 0\n[poll]\ninterval = 1s\n")
     gwd.send_signal(signal.SIGHUP)
-    ok(wait_for(lambda: len(under_way()) >= 2, 10),
+    ok(wait_for(lambda: jobs_under_way(h, rid, viewer) >= 2, 10),
        "after SIGHUP lifting max_jobs the waiting jobs start at once")
     ro = wait_rollout(h, rid, viewer, ("completed", "failed", "canceled"), 60)
     ok(ro and ro["state"] == "completed", f"the rollout completes ({ro and ro['state']})")

@@ -15,12 +15,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smpgw_test import (Harness, built, diag, done, ok,  # noqa: E402
-                        skip_all, top_srcdir, wait_for, wait_line, wait_rollout)
+from smpgw_test import (Harness, add_firmware, built, diag, done,  # noqa: E402
+                        jobs_under_way, ok, skip_all, top_srcdir, wait_for, wait_line,
+                        wait_rollout)
 
 IMAGE = os.path.join(top_srcdir, "tests", "data", "images", "hash-only-1.2.3+4.bin")
-UNDER_WAY = ("connecting", "uploading", "uploaded", "testing", "resetting", "rebooting",
-             "verifying", "confirming")
 COUNT = 4
 
 
@@ -55,10 +54,8 @@ def run(h):
     ok(wait_for(lambda: len(ble_devices()) == COUNT, 20), "smpgwd discovers the 4 BLE devices")
     ids = sorted(d["id"] for d in ble_devices())
 
-    st, fw, _ = h.request("POST", "/api/v1/firmware", token=operator,
-                          body=open(IMAGE, "rb").read(),
-                          headers={"Content-Type": "application/octet-stream"})
-    if not ok(st in (200, 201), "firmware stored"):
+    fw = add_firmware(h, IMAGE, operator)
+    if not ok(fw is not None, "firmware stored"):
         return
     st, ro, _ = h.request("POST", "/api/v1/rollouts", token=operator, body={
         "firmware": fw["id"], "devices": ids,
@@ -74,9 +71,7 @@ def run(h):
 
     def sampler():
         while not stop.is_set():
-            st, body, _ = h.request("GET", f"/api/v1/jobs?rollout={rid}", token=viewer)
-            if st == 200:
-                samples.append(sum(j["state"] in UNDER_WAY for j in body["jobs"]))
+            samples.append(jobs_under_way(h, rid, viewer))
             time.sleep(0.05)
     t = threading.Thread(target=sampler, daemon=True)
     t.start()
