@@ -982,6 +982,9 @@ static void run_upload(const struct up_case *uc, const uint8_t *img, size_t size
 	    uc->serial ? (double)smp_serial_encoded_size((size_t)(rsp_avg + 0.5), 0) : rsp_avg;
 	best_time(&o->md, &o->pl, 0, &o->all);
 	o->sched = sched_time(&o->md, &o->pl);
+	/* The limit is an exact schedule, the fluid bound a relaxation of it. */
+	if (o->sched < o->all.t * (1 - 1e-9))
+		die("the schedule beats the fluid bound: the model is wrong", -EINVAL);
 
 	sd_event_source_disable_unref(post);
 	gw_devices_release(m.devices, d);
@@ -1022,10 +1025,7 @@ static void print_upload(const char *label, const struct up_out *o, size_t size,
 {
 	double mean = o->u.in_flight_us / (double)(o->u.t_done - o->u.t_start);
 	double ratio = o->sched / o->t_total, first_ms = (o->t_total - o->t_data) * 1e3;
-
-	/* The limit is an exact schedule, the fluid bound a relaxation of it. */
-	if (o->sched < o->all.t * (1 - 1e-9))
-		die("the schedule beats the fluid bound: the model is wrong", -EINVAL);
+	double ratio_fluid = o->all.t / o->t_total;
 	double wire_rate =
 	    o->md.rate > 0 ? (double)size / wire_s(&o->md, (double)o->pl.wire_bytes) : 0;
 	char v1[32];
@@ -1066,7 +1066,7 @@ static void print_upload(const char *label, const struct up_out *o, size_t size,
 	printf("      measured: whole upload %.3f s = %.2f KB/s (%.1f ms until the first chunk's"
 	       " answer%s); ratio to the limit %.3f, to the fluid bound %.3f\n",
 	       o->t_total, (double)size / o->t_total / 1000.0, first_ms,
-	       o->seeded ? "" : ", the params read before it", ratio, o->all.t / o->t_total);
+	       o->seeded ? "" : ", the params read before it", ratio, ratio_fluid);
 	if (target > 0)
 		printf("      target >= %.2f: %s\n", target,
 		       verdict(ratio, target, v1, sizeof(v1)));
@@ -1088,7 +1088,7 @@ static void print_upload(const char *label, const struct up_out *o, size_t size,
 	w->wire_kbs = wire_rate / 1000.0;
 	w->ratio = ratio;
 	w->first_ms = first_ms;
-	w->ratio_fluid = o->all.t / o->t_total;
+	w->ratio_fluid = ratio_fluid;
 	w->mean_in_flight = mean;
 	w->bound = o->all.bound;
 	w->target = target;
