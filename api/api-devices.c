@@ -32,7 +32,7 @@
 
 static json_t *api_devices_ms_or_null(uint64_t ms)
 {
-	return ms ? json_integer((json_int_t)MIN(ms, (uint64_t)INT64_MAX)) : json_null();
+	return ms ? json_integer(api_text_json_uint(ms)) : json_null();
 }
 
 static uint64_t api_devices_age(uint64_t now, uint64_t at)

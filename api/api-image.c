@@ -5,6 +5,7 @@
 #include "api/api-device-seq.h"
 #include "api/api-field.h"
 #include "api/api-reported.h"
+#include "api/api-text.h"
 #include "api/api.h"
 #include "daemon/gw-manager.h"
 #include "daemon/gw-reported.h"
@@ -235,13 +236,12 @@ static int api_image_on_slots(const struct smp_response *rsp, json_t **ret, void
 		}
 		if (im->has_max_image_size &&
 		    json_object_set_new(img, "max_image_size",
-					json_integer((json_int_t)MIN(im->max_image_size,
-								     (uint64_t)INT64_MAX))) < 0)
+					json_integer(api_text_json_uint(im->max_image_size))) < 0)
 			r = -ENOMEM;
 		for (size_t k = 0; k < im->n_slots && r >= 0; k++) {
 			const struct smp_image_slot_info_slot *sl = &im->slots[k];
 			json_t *e = json_pack("{sIsI}", "slot", (json_int_t)sl->slot, "size",
-					      (json_int_t)MIN(sl->size, (uint64_t)INT64_MAX));
+					      api_text_json_uint(sl->size));
 
 			if (!e || json_array_append_new(slots, e) < 0)
 				r = -ENOMEM;

@@ -8,6 +8,7 @@
 #include "api/api-device-seq.h"
 #include "api/api-field.h"
 #include "api/api-reported.h"
+#include "api/api-text.h"
 #include "api/api.h"
 #include "daemon/gw-manager.h"
 #include "daemon/gw-reported.h"
@@ -184,8 +185,8 @@ static int api_os_task_json(const struct smp_os_task *t, json_t **ret)
 	_cleanup_(json_decrefp) json_t *o = NULL;
 
 	o = json_pack("{sssIsIsI}", "name", t->name, "prio", (json_int_t)t->prio, "tid",
-		      (json_int_t)MIN(t->tid, (uint64_t)INT64_MAX), "state",
-		      (json_int_t)MIN(t->state, (uint64_t)INT64_MAX));
+		      api_text_json_uint(t->tid), "state",
+		      api_text_json_uint(t->state));
 	if (!o)
 		return -ENOMEM;
 	for (size_t i = 0; i < ELEMENTSOF(optional); i++) {
@@ -195,7 +196,7 @@ static int api_os_task_json(const struct smp_os_task *t, json_t **ret)
 			continue;
 		memcpy(&v, (const char *)t + optional[i].offset, sizeof(v));
 		if (json_object_set_new(o, optional[i].name,
-					json_integer((json_int_t)MIN(v, (uint64_t)INT64_MAX))) < 0)
+					json_integer(api_text_json_uint(v))) < 0)
 			return -ENOMEM;
 	}
 	*ret = TAKE_PTR(o);
@@ -251,15 +252,14 @@ static int api_os_on_mempools(const struct smp_response *rsp, json_t **ret, void
 	for (size_t i = 0; i < mp->n_pools && r >= 0; i++) {
 		const struct smp_os_mpool *p = &mp->pools[i];
 		json_t *e = json_pack("{sssIsIsI}", "name", p->name, "blksiz",
-				      (json_int_t)MIN(p->blksiz, (uint64_t)INT64_MAX), "nblks",
-				      (json_int_t)MIN(p->nblks, (uint64_t)INT64_MAX), "nfree",
-				      (json_int_t)MIN(p->nfree, (uint64_t)INT64_MAX));
+				      api_text_json_uint(p->blksiz), "nblks",
+				      api_text_json_uint(p->nblks), "nfree",
+				      api_text_json_uint(p->nfree));
 
 		if (!e || json_array_append_new(pools, e) < 0)
 			r = -ENOMEM;
 		else if (p->has_min &&
-			 json_object_set_new(e, "min", json_integer((json_int_t)MIN(
-							       p->min, (uint64_t)INT64_MAX))) < 0)
+			 json_object_set_new(e, "min", json_integer(api_text_json_uint(p->min))) < 0)
 			r = -ENOMEM;
 	}
 	smp_os_mpstat_free(mp);
@@ -522,7 +522,7 @@ static int api_os_on_bootloader(const struct smp_response *rsp, json_t **ret, vo
 		r = -ENOMEM;
 	if (r >= 0 && b->has_active &&
 	    json_object_set_new(o, "active",
-				json_integer((json_int_t)MIN(b->active, (uint64_t)INT64_MAX))) < 0)
+				json_integer(api_text_json_uint(b->active))) < 0)
 		r = -ENOMEM;
 	smp_os_bootloader_info_free(b);
 	if (r < 0)

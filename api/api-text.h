@@ -28,6 +28,13 @@ int api_text_hex(const uint8_t *p, size_t n, char **ret);
  * path of the device list and /metrics. Returns how many were written. */
 size_t api_text_u64(char *buf, uint64_t v);
 
+/* A device's unsigned counter as a JSON integer: jansson's integers are
+ * int64, so values above INT64_MAX are clamped rather than wrapped negative. */
+static inline json_int_t api_text_json_uint(uint64_t v)
+{
+	return (json_int_t)(v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : v);
+}
+
 /* Bytes a device sent as they are (a setting's value, shell output): sets
  * o[text_key] to them as a string when they are valid UTF-8, and
  * o[b64_key] to their base64 when they are not, or always when b64_always.

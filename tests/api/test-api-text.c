@@ -172,6 +172,16 @@ static void test_u64(void)
 	}
 }
 
+static void test_json_uint(void)
+{
+	ok(api_text_json_uint(0) == 0, "json uint: 0");
+	ok(api_text_json_uint(4096) == 4096, "json uint: 4096");
+	ok(api_text_json_uint((uint64_t)INT64_MAX) == INT64_MAX, "json uint: INT64_MAX stays");
+	ok(api_text_json_uint((uint64_t)INT64_MAX + 1) == INT64_MAX,
+	   "json uint: above INT64_MAX clamps, never negative");
+	ok(api_text_json_uint(UINT64_MAX) == INT64_MAX, "json uint: UINT64_MAX clamps");
+}
+
 int main(void)
 {
 	test_control();
@@ -179,5 +189,6 @@ int main(void)
 	test_hex();
 	test_set_bytes();
 	test_u64();
+	test_json_uint();
 	return tap_done();
 }
